@@ -1,0 +1,43 @@
+"""Graph passes run on the ONNX graph before mapping, in this fixed order.
+
+Each pass is a module with NAME, DESCRIPTION and `run(graph: OnnxGraph) -> bool` (True when it changed the
+graph; the caller then refreshes shapes). A pass only makes changes that keep the graph's outputs exactly
+equal (it never trades accuracy for a simpler graph).
+"""
+
+from __future__ import annotations
+
+from . import (
+    eliminate_identity,
+    fold_constants,
+    fold_pad_into_conv_pool,
+    fuse_matmul_add,
+    remove_dead_nodes,
+)
+
+PASSES = (
+    fold_constants,
+    eliminate_identity,
+    fuse_matmul_add,
+    fold_pad_into_conv_pool,
+    remove_dead_nodes,
+)
+
+PASS_NAMES = tuple(p.NAME for p in PASSES)
+
+
+def run_passes(graph, names=None) -> list[str]:
+    """Run the passes (all, or those named, always in the fixed order) on `graph` (an OnnxGraph), in place.
+    Returns the names of the passes that changed something."""
+    if names is not None:
+        unknown = set(names) - set(PASS_NAMES)
+        if unknown:
+            raise ValueError(f"unknown pass(es): {', '.join(sorted(unknown))}; known: {', '.join(PASS_NAMES)}")
+    changed = []
+    for p in PASSES:
+        if names is not None and p.NAME not in names:
+            continue
+        if p.run(graph):
+            graph.refresh()
+            changed.append(p.NAME)
+    return changed
