@@ -32,7 +32,9 @@ def run_passes(graph, names=None) -> list[str]:
     if names is not None:
         unknown = set(names) - set(PASS_NAMES)
         if unknown:
-            raise ValueError(f"unknown pass(es): {', '.join(sorted(unknown))}; known: {', '.join(PASS_NAMES)}")
+            raise ValueError(
+                f"unknown pass(es): {', '.join(sorted(unknown))}; known: {', '.join(PASS_NAMES)}"
+            )
     changed = []
     for p in PASSES:
         if names is not None and p.NAME not in names:

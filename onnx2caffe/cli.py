@@ -1,0 +1,69 @@
+"""`onnx2caffe` command line: only dispatches.
+
+Each subcommand is a module `onnx2caffe/cli_<name>.py` defining HELP (one line), optionally DESCRIPTION,
+`add_arguments(parser)` and `run(args) -> int`; it is found by its file name, so adding a subcommand needs no
+edit here. Those modules must import only light things at top level (heavy imports go inside run()).
+Every Onnx2CaffeError becomes one line `onnx2caffe: error: ...` on stderr and exit code `err.exit_code`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+
+from . import __version__
+from .errors import Onnx2CaffeError
+
+# subcommands listed first in --help, in this order; others follow alphabetically
+_ORDER = ("convert", "export", "verify", "calibrate", "ops")
+
+
+def commands() -> dict[str, object]:
+    """Subcommand name -> module (with add_arguments and run)."""
+    import onnx2caffe
+
+    found = {}
+    for info in pkgutil.iter_modules(onnx2caffe.__path__):
+        if info.name.startswith("cli_"):
+            found[info.name[4:]] = f"onnx2caffe.{info.name}"
+    names = [n for n in _ORDER if n in found] + sorted(n for n in found if n not in _ORDER)
+    return {n: importlib.import_module(found[n]) for n in names}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="onnx2caffe",
+        description="Convert PyTorch/ONNX models to Caffe, checked against onnxruntime on real Caffe runtimes.",
+    )
+    parser.add_argument("--version", action="version", version=f"onnx2caffe {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name, mod in commands().items():
+        p = sub.add_parser(
+            name,
+            help=getattr(mod, "HELP", None),
+            description=getattr(mod, "DESCRIPTION", None) or getattr(mod, "HELP", None),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        mod.add_arguments(p)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except Onnx2CaffeError as err:
+        print(f"onnx2caffe: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("onnx2caffe: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,77 @@
+"""`onnx2caffe convert`: ONNX model -> Caffe prototxt + caffemodel, checked on the Caffe runtimes."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "convert an ONNX model to Caffe and check it against onnxruntime"
+
+DESCRIPTION = """\
+Convert MODEL (.onnx, static input shapes) to PREFIX.prototxt + PREFIX.caffemodel, plus PREFIX.names.json
+(ONNX tensor name -> Caffe blob name). Nothing is written when any node is unsupported: the error lists
+every such node. Then a seeded random input is run through onnxruntime and the Caffe runtime(s); each
+graph output must agree within max_rel <= 1e-4 (max abs error / max |reference|) and cosine >= 0.99999,
+else the exit code is 1 (the files stay written for inspection).
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", metavar="MODEL", help="the ONNX file")
+    parser.add_argument(
+        "-o", "--output", required=True, metavar="PREFIX", help="output prefix, e.g. out/resnet18"
+    )
+    parser.add_argument(
+        "--runtime",
+        choices=("pycaffe", "opencv", "all"),
+        default=None,
+        help="Caffe runtime(s) to check with; 'all' requires every one (default: every available one)",
+    )
+    parser.add_argument("--no-check", action="store_true", help="only convert and write, do not run anything")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random check input (default 0)")
+    parser.add_argument(
+        "--caffe-root", metavar="DIR", default=None, help="Caffe built by `make caffe` (default: see README)"
+    )
+    parser.add_argument("--max-rel", type=float, default=None, help="tolerance on max_rel (default 1e-4)")
+    parser.add_argument(
+        "--min-cosine", type=float, default=None, help="tolerance on cosine (default 0.99999)"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from onnx2caffe.compare import DEFAULT_MAX_REL, DEFAULT_MIN_COSINE
+    from onnx2caffe.convert import convert, format_report
+    from onnx2caffe.errors import ToleranceError
+    from onnx2caffe.runtimes import RUNTIME_NAMES
+
+    runtimes = None
+    if args.runtime == "all":
+        runtimes = list(RUNTIME_NAMES)
+    elif args.runtime:
+        runtimes = [args.runtime]
+    try:
+        result = convert(
+            args.model,
+            args.output,
+            runtimes=runtimes,
+            check=not args.no_check,
+            seed=args.seed,
+            caffe_root=args.caffe_root,
+            max_rel=DEFAULT_MAX_REL if args.max_rel is None else args.max_rel,
+            min_cosine=DEFAULT_MIN_COSINE if args.min_cosine is None else args.min_cosine,
+        )
+    except ToleranceError as err:
+        result = getattr(err, "result", None)
+        if result is not None:
+            _print_result(result, args, format_report)
+        raise
+    _print_result(result, args, format_report)
+    return 0
+
+
+def _print_result(result, args, format_report) -> None:
+    print(
+        f"wrote {result.prototxt}, {result.caffemodel}, {result.names_json} ({len(result.net.layers)} layers)"
+    )
+    if result.report:
+        print(f"check against onnxruntime (seed {args.seed}):")
+        print(format_report(result.report))

@@ -1,0 +1,287 @@
+"""The conversion job: ONNX model -> checked Caffe model.
+
+load -> passes -> map every node (collecting every unsupported node into one ConversionError, writing nothing)
+-> CaffeNet -> write prototxt, caffemodel and `prefix.names.json` atomically -> run a seeded random input
+through onnxruntime and each Caffe runtime -> per-output agreement report (ToleranceError outside tolerance).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+import tempfile
+import types
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import onnx
+
+from .compare import DEFAULT_MAX_REL, DEFAULT_MIN_COSINE, compare_outputs
+from .errors import ConversionError, RuntimeExecutionError, RuntimeUnavailableError, ToleranceError
+from .onnx_graph import OnnxGraph
+from .registry import MapContext, NodeView, UnsupportedNodeError, lookup, mappers_for
+
+
+@dataclasses.dataclass
+class ConversionResult:
+    net: Any  # CaffeNet
+    report: list[dict]
+    prototxt: str | None = None
+    caffemodel: str | None = None
+    names_json: str | None = None
+    name_map: dict[str, str] = dataclasses.field(default_factory=dict)
+    inputs: dict[str, tuple[int, ...]] = dataclasses.field(default_factory=dict)
+    outputs: list[str] = dataclasses.field(default_factory=list)
+    passes_applied: list[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(r["ok"] for r in self.report)
+
+
+def build_net(graph: OnnxGraph, name: str | None = None):
+    """Map every node of a prepared graph. Returns (CaffeNet, name map ONNX tensor -> Caffe blob).
+    Raises ConversionError listing every unsupported node / attribute."""
+    from . import op_mappers
+    from .caffe_net import CaffeNet
+
+    op_mappers.load_all()
+    ctx = MapContext(graph)
+    errors: list[UnsupportedNodeError] = []
+    layers = []
+    produced: set[str] = set()
+    for t in graph.inputs:
+        produced.add(ctx.blob(t))
+    for node in graph.graph.node:
+        opset = graph.node_opset(node)
+        view = NodeView(node, opset)
+        entry = lookup(node.op_type, opset, node.domain)
+        if entry is None:
+            others = mappers_for(node.op_type, node.domain)
+            if others:
+                ranges = ", ".join(e.opset_range for e in others)
+                reason = f"no mapper at opset {opset} (supported opsets: {ranges})"
+            else:
+                reason = "no mapper for this op type (see `onnx2caffe ops`)"
+            errors.append(UnsupportedNodeError(node.name, node.op_type, opset, reason, domain=view.domain))
+            continue
+        ctx.node = view
+        try:
+            out = entry.fn(view, ctx)
+        except UnsupportedNodeError as exc:
+            errors.append(exc)
+            continue
+        finally:
+            ctx.node = None
+        unhandled = view.unhandled_attrs()
+        if unhandled:
+            errors.append(
+                UnsupportedNodeError(
+                    node.name,
+                    node.op_type,
+                    opset,
+                    "attribute(s) not handled by the mapper: " + ", ".join(unhandled),
+                    domain=view.domain,
+                )
+            )
+            continue
+        out = list(out or [])
+        tops = {t for layer in out for t in layer.top}
+        for o in node.output:
+            if o and (graph.consumers(o) or graph.is_graph_output(o)) and ctx.blob(o) not in tops:
+                raise RuntimeError(
+                    f"mapper {entry.fn.__module__}.{entry.fn.__name__} did not write output '{o}'"
+                )
+        for layer in out:
+            for t in layer.top:
+                if t in produced and t not in layer.bottom:
+                    raise RuntimeError(f"blob {t!r} written twice (layer {layer.name!r})")
+                produced.add(t)
+        layers.extend(out)
+    if errors:
+        err = ConversionError(
+            f"{graph.source}: cannot convert {len(errors)} node(s): " + "; ".join(str(e) for e in errors)
+        )
+        err.errors = errors
+        raise err
+    net = CaffeNet(name or graph.graph.name or "net")
+    for t in graph.inputs:
+        net.add_input(ctx.blob(t), graph.shape(t))
+    for layer in layers:
+        net.append(layer)
+    name_map = {t: b for t, b in ctx.blob_map().items() if b in produced}
+    for old, new in graph.aliases.items():
+        while new in graph.aliases and graph.aliases[new] != new:
+            new = graph.aliases[new]
+        if new in name_map:
+            name_map.setdefault(old, name_map[new])
+    return net, name_map
+
+
+def _write_names(path: str, name_map: dict[str, str]) -> None:
+    from .fileio import atomic_write
+
+    data = (json.dumps(name_map, indent=1, ensure_ascii=False) + "\n").encode("utf-8")
+    with atomic_write(path) as f:
+        f.write(data)
+
+
+def random_inputs(graph: OnnxGraph, seed: int = 0) -> dict[str, np.ndarray]:
+    """Seeded standard-normal float32 inputs (negative values included, so sign-dependent layers are exercised)."""
+    rng = np.random.default_rng(seed)
+    return {t: rng.standard_normal(graph.shape(t)).astype(np.float32) for t in graph.inputs}
+
+
+def reference_outputs(model_bytes: bytes, inputs: dict[str, np.ndarray], outputs: Sequence[str]) -> dict:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    # the unoptimised graph is the reference: ORT's fusions change rounding
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    opts.log_severity_level = 3
+    try:
+        sess = ort.InferenceSession(model_bytes, opts, providers=["CPUExecutionProvider"])
+        res = sess.run(list(outputs), inputs)
+    except Exception as exc:
+        text = " ".join(str(exc).split())[:300]
+        raise RuntimeExecutionError(f"onnxruntime cannot run the reference model: {text}") from exc
+    return dict(zip(outputs, res, strict=True))
+
+
+def _runtime_objects(runtimes, caffe_root):
+    """[(runtime, owned)] for names (started here, closed after) or runtime objects (borrowed)."""
+    from .runtimes import available_runtimes, get_runtime
+
+    if runtimes is None:
+        names = available_runtimes()
+        if not names:
+            raise RuntimeUnavailableError(
+                "no Caffe runtime available to check the model (build Caffe with `make caffe` or install "
+                "opencv-python-headless<5), or convert with --no-check"
+            )
+        runtimes = names
+    out = []
+    try:
+        for r in runtimes:
+            if isinstance(r, str):
+                out.append((get_runtime(r, caffe_root=caffe_root), True))
+            else:
+                out.append((r, False))
+    except BaseException:
+        for rt, owned in out:
+            if owned:
+                rt.close()
+        raise
+    return out
+
+
+def convert(
+    model: str | os.PathLike | onnx.ModelProto,
+    output_prefix: str | os.PathLike | None,
+    runtimes: Sequence[Any] | None = None,
+    check: bool = True,
+    seed: int = 0,
+    caffe_root: str | os.PathLike | None = None,
+    max_rel: float = DEFAULT_MAX_REL,
+    min_cosine: float = DEFAULT_MIN_COSINE,
+    passes: Sequence[str] | None = None,
+) -> ConversionResult:
+    """Convert an ONNX model (file or ModelProto) to Caffe, write `output_prefix`.prototxt/.caffemodel/.names.json
+    (nothing written when output_prefix is None) and, with check=True, compare every graph output of each
+    runtime (names or runtime objects; None = every available one) with onnxruntime on a seeded random input.
+    Raises ToleranceError (with `.result`) when an output is outside max_rel / min_cosine."""
+    from .passes import run_passes
+
+    graph = OnnxGraph.load(model)
+    reference_model = graph.model.SerializeToString() if check else b""
+    applied = run_passes(graph, passes)
+    prefix = os.fspath(output_prefix) if output_prefix is not None else None
+    net_name = os.path.basename(prefix) if prefix else None
+    net, name_map = build_net(graph, net_name)
+    result = ConversionResult(
+        net=net,
+        report=[],
+        name_map=name_map,
+        inputs={name_map[t]: graph.shape(t) for t in graph.inputs},
+        outputs=list(graph.outputs),
+        passes_applied=applied,
+    )
+    if prefix is not None:
+        folder = os.path.dirname(os.path.abspath(prefix))
+        if isinstance(model, (str, os.PathLike)):
+            src = os.path.abspath(os.fspath(model))
+            if src in (os.path.abspath(prefix + ext) for ext in (".prototxt", ".caffemodel", ".names.json")):
+                from .errors import OutputFileError
+
+                raise OutputFileError(f"output {prefix} would overwrite the input model {src}")
+        if not os.path.isdir(folder):
+            try:
+                os.makedirs(folder, exist_ok=True)
+            except OSError as exc:
+                from .errors import OutputFileError
+
+                raise OutputFileError(f"cannot create output folder {folder}: {exc.strerror}") from exc
+        result.prototxt, result.caffemodel = net.save(prefix)
+        result.names_json = prefix + ".names.json"
+        _write_names(result.names_json, name_map)
+    if not check:
+        return result
+    feeds = random_inputs(graph, seed)
+    refs = reference_outputs(reference_model, feeds, graph.outputs)
+    caffe_feeds = {name_map[t]: v for t, v in feeds.items()}
+    out_blobs = [name_map[o] for o in graph.outputs]
+    with tempfile.TemporaryDirectory(prefix="onnx2caffe-") as tmp:
+        proto_path, model_path = result.prototxt, result.caffemodel
+        if prefix is None:
+            proto_path, model_path = net.save(os.path.join(tmp, "model"))
+        rts = _runtime_objects(runtimes, caffe_root)
+        try:
+            for rt, _ in rts:
+                with rt.load(proto_path, model_path) as loaded:
+                    outs = loaded.run(caffe_feeds, outputs=out_blobs)
+                by_onnx = {o: outs.get(name_map[o]) for o in graph.outputs}
+                rows = compare_outputs(refs, by_onnx, rt.name, max_rel, min_cosine)
+                for row in rows:
+                    row["blob"] = name_map[row["output"]]
+                result.report.extend(rows)
+        finally:
+            for rt, owned in rts:
+                if owned:
+                    rt.close()
+    bad = [r for r in result.report if not r["ok"]]
+    if bad:
+        r = bad[0]
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        detail = r.get("note") or f"max_rel {r['max_rel']:.3g}, cosine {r['cosine']:.7f}"
+        err = ToleranceError(
+            f"{r['runtime']} output '{r['output']}' disagrees with onnxruntime: {detail} "
+            f"(tolerance max_rel <= {max_rel:g}, cosine >= {min_cosine}){more}"
+        )
+        err.result = result
+        raise err
+    return result
+
+
+def format_report(rows: list[dict]) -> str:
+    lines = [f"{'runtime':<8} {'output':<24} {'max_abs':>10} {'max_rel':>10} {'cosine':>12}  ok"]
+    for r in rows:
+        lines.append(
+            f"{r['runtime']:<8} {r['output']:<24} {r['max_abs']:>10.3g} {r['max_rel']:>10.3g} "
+            f"{r['cosine']:>12.9f}  {'yes' if r['ok'] else 'NO ' + r.get('note', '')}"
+        )
+    return "\n".join(lines)
+
+
+class _CallableModule(types.ModuleType):
+    """Importing this module sets the package attribute `onnx2caffe.convert` to the module, shadowing the lazy
+    `onnx2caffe.convert` function; making the module callable keeps `from onnx2caffe import convert` working
+    in every import order."""
+
+    def __call__(self, *args, **kwargs):
+        return convert(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
