@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 PY     := $(BIN)/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install venv caffe proto test lint format demo bench clean-caffe help
+.PHONY: install venv caffe proto docs test lint format demo bench clean-caffe help
 
 help:
 	@echo "make install   venv with onnx2caffe + test extras, and real Caffe (make caffe)"
@@ -14,6 +14,7 @@ help:
 	@echo "make demo      export a torchvision model, convert it, verify it"
 	@echo "make caffe     build BVLC Caffe (CPU) + pycaffe into $(CAFFE)/ (about 5 minutes)"
 	@echo "make proto     regenerate onnx2caffe/proto/caffe_pb2.py from caffe.proto"
+	@echo "make docs      regenerate the op table in README.md from the registry"
 	@echo "make bench     run the benchmarks in benchmarks/"
 
 install: venv caffe
@@ -32,6 +33,9 @@ caffe:
 
 proto: venv
 	bash scripts/gen_proto.sh
+
+docs: venv
+	$(PY) scripts/update_readme.py
 
 lint: venv
 	$(BIN)/ruff check .
