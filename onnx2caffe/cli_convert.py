@@ -75,3 +75,5 @@ def _print_result(result, args, format_report) -> None:
     if result.report:
         print(f"check against onnxruntime (seed {args.seed}):")
         print(format_report(result.report))
+    for why in result.skipped.values():
+        print(f"not checked: {why}")

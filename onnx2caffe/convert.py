@@ -36,6 +36,7 @@ class ConversionResult:
     inputs: dict[str, tuple[int, ...]] = dataclasses.field(default_factory=dict)
     outputs: list[str] = dataclasses.field(default_factory=list)
     passes_applied: list[str] = dataclasses.field(default_factory=list)
+    skipped: dict[str, str] = dataclasses.field(default_factory=dict)  # runtime -> why it was not used
 
     @property
     def ok(self) -> bool:
@@ -237,9 +238,20 @@ def convert(
         proto_path, model_path = result.prototxt, result.caffemodel
         if prefix is None:
             proto_path, model_path = net.save(os.path.join(tmp, "model"))
+        auto = runtimes is None
         rts = _runtime_objects(runtimes, caffe_root)
         try:
+            used_types = {layer.type for layer in net.layers}
             for rt, _ in rts:
+                missing = sorted(used_types - set(rt.supported_layer_types()))
+                if missing:
+                    why = f"{rt.name} cannot load layer type(s) {', '.join(missing)}"
+                    if not auto:
+                        raise RuntimeUnavailableError(
+                            f"{why}; check with another runtime (--runtime) or convert with --no-check"
+                        )
+                    result.skipped[rt.name] = why
+                    continue
                 with rt.load(proto_path, model_path) as loaded:
                     outs = loaded.run(caffe_feeds, outputs=out_blobs)
                 by_onnx = {o: outs.get(name_map[o]) for o in graph.outputs}
@@ -251,6 +263,10 @@ def convert(
             for rt, owned in rts:
                 if owned:
                     rt.close()
+    if not result.report:
+        raise RuntimeUnavailableError(
+            "no available Caffe runtime can load the converted model: " + "; ".join(result.skipped.values())
+        )
     bad = [r for r in result.report if not r["ok"]]
     if bad:
         r = bad[0]

@@ -11,7 +11,9 @@ from . import (
     eliminate_identity,
     fold_constants,
     fold_pad_into_conv_pool,
+    fuse_l2_normalize,
     fuse_matmul_add,
+    fuse_threshold,
     remove_dead_nodes,
 )
 
@@ -20,6 +22,8 @@ PASSES = (
     eliminate_identity,
     fuse_matmul_add,
     fold_pad_into_conv_pool,
+    fuse_l2_normalize,
+    fuse_threshold,
     remove_dead_nodes,
 )
 
