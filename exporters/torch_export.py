@@ -1,0 +1,704 @@
+"""PyTorch -> ONNX: load a model, export it with a fixed input shape, simplify it, check it against PyTorch.
+
+Two exporters are offered, both through ``torch.onnx.export``:
+
+``torchscript`` (the default here; ``dynamo=False``)
+    The legacy tracer. It writes the opset you ask for (7 to 20; 13 by default), and its graphs map onto
+    fewer Caffe layers: global average pooling comes out as ``GlobalAveragePool`` + ``Flatten`` (one
+    Pooling layer with ``global_pooling`` + one Flatten) where the dynamo exporter writes ``ReduceMean``
+    with its axes as an input + ``Reshape``. It is also the exporter the legacy Caffe converters and
+    the torchvision zoo notes were built on. PyTorch marks it deprecated (a DeprecationWarning, silenced
+    here); TorchScript files (``torch.jit.load``) can only be exported with it.
+``dynamo`` (PyTorch's own default since 2.9; ``dynamo=True``)
+    The ``torch.export`` based exporter, the supported path going forward. It writes opset 18 or newer
+    only: asked for a lower opset it logs a failed down-conversion and writes 18 anyway, so a request
+    for opset < 18 is refused up front with an error that says what to use instead, and the opset
+    actually written is checked after export. Its weights are kept inside the one ``.onnx`` file
+    (``external_data=False``).
+
+Input shapes are always static. After export the graph goes through onnx-simplifier and the simplified
+graph is run with onnxruntime on a seeded random input and compared with PyTorch's output.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import importlib
+import importlib.util
+import io
+import logging
+import os
+import pickle
+import re
+import sys
+import tempfile
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import onnx
+
+from onnx2caffe.errors import InputFileError, Onnx2CaffeError, ToleranceError
+
+EXPORTERS = ("torchscript", "dynamo")
+DEFAULT_EXPORTER = "torchscript"
+# The opset each exporter writes when none is asked for.
+DEFAULT_OPSET = {"torchscript": 13, "dynamo": 18}
+DYNAMO_MIN_OPSET = 18
+
+
+def _torch_opset_limits() -> tuple[int, int, int]:
+    """(lowest opset, highest TorchScript-exporter opset, highest dynamo opset) of the installed torch."""
+    try:
+        from torch.onnx import _constants as c
+
+        return (
+            int(getattr(c, "ONNX_MIN_OPSET", 7)),
+            int(getattr(c, "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET", 20)),
+            int(getattr(c, "ONNX_MAX_OPSET", 23)),
+        )
+    except ImportError:  # private module moved: the limits of torch 2.9 - 2.14
+        return 7, 20, 23
+
+
+# The check of the simplified ONNX graph against PyTorch: the largest absolute difference divided by the
+# largest |PyTorch output| must not exceed this. float32 kernels of onnxruntime and PyTorch differ in
+# summation order; for the nets here that gives 1e-6 - 1e-5 relative, so 1e-4 leaves a margin while
+# still catching any real semantic difference (a wrong op is off by far more than 1e-4 of the range).
+CHECK_MAX_REL = 1e-4
+
+
+class ExportError(Onnx2CaffeError):
+    """A PyTorch model cannot be loaded or exported as asked (unknown model, bad shape, exporter failure)."""
+
+
+@dataclass
+class OutputCheck:
+    """Agreement of one ONNX output with PyTorch's."""
+
+    output: str
+    max_abs: float
+    max_rel: float  # max |onnx - torch| / max |torch|
+    cosine: float
+    ok: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "output": self.output,
+            "max_abs": self.max_abs,
+            "max_rel": self.max_rel,
+            "cosine": self.cosine,
+            "ok": self.ok,
+        }
+
+
+@dataclass
+class TorchExport:
+    """The result of :func:`torch_to_onnx`."""
+
+    model: onnx.ModelProto  # simplified (when asked) and checked
+    exporter: str
+    opset: int
+    input_shapes: list[tuple[int, ...]]
+    checks: list[OutputCheck] = field(default_factory=list)
+    simplified: bool = False
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def report(self) -> list[dict[str, Any]]:
+        return [c.as_dict() for c in self.checks]
+
+
+# --------------------------------------------------------------------------------------------------------
+# Arguments
+
+
+def parse_shape(text: str) -> tuple[int, ...]:
+    """'1,3,224,224' (or '1x3x224x224') -> (1, 3, 224, 224); every dimension a positive integer."""
+    parts = [p.strip() for p in re.split(r"[,xX]", str(text).strip())]
+    if not parts or not all(re.fullmatch(r"\d+", p) for p in parts) or any(int(p) <= 0 for p in parts):
+        raise ExportError(
+            f"bad input shape {text!r}: expected positive integers separated by commas, e.g. 1,3,224,224"
+        )
+    return tuple(int(p) for p in parts)
+
+
+def _normalise_shapes(input_shapes: Any) -> list[tuple[int, ...]]:
+    """One shape (a string or a sequence of ints) or a list of them -> a list of int tuples."""
+    if isinstance(input_shapes, str):
+        return [parse_shape(input_shapes)]
+    shapes = list(input_shapes)
+    if not shapes:
+        raise ExportError("no input shape given: pass one shape per model input, e.g. 1,3,224,224")
+    if all(isinstance(d, (int, np.integer)) for d in shapes):
+        shapes = [shapes]
+    out = []
+    for s in shapes:
+        if isinstance(s, str):
+            out.append(parse_shape(s))
+        else:
+            dims = tuple(s)
+            if not dims or not all(isinstance(d, (int, np.integer)) and d > 0 for d in dims):
+                raise ExportError(f"bad input shape {dims!r}: expected positive integers")
+            out.append(tuple(int(d) for d in dims))
+    return out
+
+
+def resolve_exporter_and_opset(exporter: str | None, opset: int | None) -> tuple[str, int]:
+    """Pick the defaults and refuse combinations an exporter cannot produce, with a message saying why."""
+    exporter = DEFAULT_EXPORTER if exporter is None else str(exporter).lower()
+    if exporter not in EXPORTERS:
+        raise ExportError(f"unknown exporter {exporter!r}: choose one of {', '.join(EXPORTERS)}")
+    if opset is None:
+        return exporter, DEFAULT_OPSET[exporter]
+    opset = int(opset)
+    low, ts_max, dynamo_max = _torch_opset_limits()
+    if exporter == "dynamo":
+        if opset < DYNAMO_MIN_OPSET:
+            raise ExportError(
+                f"the dynamo exporter cannot write opset {opset}: it emits opset {DYNAMO_MIN_OPSET} or newer "
+                f"(asked for less it writes {DYNAMO_MIN_OPSET} anyway); use --exporter torchscript for opsets "
+                f"{low}-{ts_max}, or --opset {DYNAMO_MIN_OPSET}"
+            )
+        if opset > dynamo_max:
+            raise ExportError(
+                f"the dynamo exporter of this torch writes opsets {DYNAMO_MIN_OPSET}-{dynamo_max}"
+            )
+    elif not low <= opset <= ts_max:
+        hint = f"; use --exporter dynamo for opsets {DYNAMO_MIN_OPSET}-{dynamo_max}" if opset > ts_max else ""
+        raise ExportError(f"the torchscript exporter writes opsets {low}-{ts_max}, not {opset}{hint}")
+    return exporter, opset
+
+
+# --------------------------------------------------------------------------------------------------------
+# Loading models
+
+
+def _one_line(err: BaseException, limit: int = 400) -> str:
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+@contextlib.contextmanager
+def _cwd_on_path() -> Iterator[None]:
+    cwd = os.getcwd()
+    added = cwd not in sys.path and "" not in sys.path
+    if added:
+        sys.path.insert(0, cwd)
+    try:
+        yield
+    finally:
+        if added:
+            with contextlib.suppress(ValueError):
+                sys.path.remove(cwd)
+
+
+def _import_module(name: str) -> Any:
+    if name.endswith(".py"):
+        if not os.path.isfile(name):
+            raise InputFileError(f"cannot import {name}: no such file")
+        mod_name = "_onnx2caffe_user_" + re.sub(r"\W", "_", os.path.splitext(os.path.basename(name))[0])
+        spec = importlib.util.spec_from_file_location(mod_name, name)
+        if spec is None or spec.loader is None:
+            raise InputFileError(f"cannot import {name}: not a Python module")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[mod_name] = module
+        try:
+            spec.loader.exec_module(module)
+        except Exception as err:
+            sys.modules.pop(mod_name, None)
+            raise ExportError(f"importing {name} failed: {type(err).__name__}: {_one_line(err)}") from None
+        return module
+    with _cwd_on_path():
+        try:
+            return importlib.import_module(name)
+        except ModuleNotFoundError as err:
+            raise ExportError(f"cannot import module {name!r}: {_one_line(err)}") from None
+        except Exception as err:
+            raise ExportError(
+                f"importing module {name!r} failed: {type(err).__name__}: {_one_line(err)}"
+            ) from None
+
+
+def _torchvision_model(name: str, kwargs: Mapping[str, Any]) -> Any:
+    try:
+        import torchvision
+    except ImportError:
+        raise ExportError(
+            "torchvision is not installed: pip install 'onnx2caffe[vision]' to export torchvision models"
+        ) from None
+    names = torchvision.models.list_models()
+    if name not in names:
+        close = difflib.get_close_matches(name, names, n=3)
+        hint = f" (did you mean {', '.join(close)}?)" if close else " (see torchvision.models.list_models())"
+        raise ExportError(f"unknown torchvision model {name!r}{hint}")
+    try:
+        return torchvision.models.get_model(name, weights=None, **dict(kwargs))
+    except Exception as err:
+        raise ExportError(f"building torchvision model {name!r} failed: {_one_line(err)}") from None
+
+
+def _callable_model(spec: str, kwargs: Mapping[str, Any]) -> Any:
+    import torch
+
+    mod_name, _, attr = spec.rpartition(":")
+    if not mod_name or not attr:
+        raise ExportError(f"bad model {spec!r}: expected module.path:callable")
+    obj = _import_module(mod_name)
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise ExportError(f"module {mod_name!r} has no attribute {attr!r}")
+        obj = getattr(obj, part)
+    if isinstance(obj, torch.nn.Module):
+        if kwargs:
+            raise ExportError(f"{spec} is a module instance, not a callable: it takes no model arguments")
+        return obj
+    if not callable(obj):
+        raise ExportError(f"{spec} is neither an nn.Module nor a callable returning one")
+    try:
+        model = obj(**dict(kwargs))
+    except Exception as err:
+        raise ExportError(f"calling {spec} failed: {type(err).__name__}: {_one_line(err)}") from None
+    if not isinstance(model, torch.nn.Module):
+        raise ExportError(f"{spec} returned {type(model).__name__}, not a torch.nn.Module")
+    return model
+
+
+def _torchscript_file(path: str) -> Any:
+    import torch
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # "torch.jit.load is deprecated"
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return torch.jit.load(path, map_location="cpu")
+    except Exception as err:
+        raise InputFileError(
+            f"cannot load {path} as a TorchScript model ({_one_line(err, 160)}); a checkpoint (state dict) "
+            "goes with --weights next to a model given as torchvision:NAME or module.path:callable"
+        ) from None
+
+
+def model_source_files(spec: str) -> list[str]:
+    """Files a model spec reads (a TorchScript file, a .py module file): outputs must never replace them."""
+    if spec.startswith("torchvision:"):
+        return []
+    if os.path.exists(spec):
+        return [spec]
+    mod_name = spec.rpartition(":")[0]
+    return [mod_name] if mod_name.endswith(".py") and os.path.isfile(mod_name) else []
+
+
+def load_model(
+    spec: Any,
+    weights: str | os.PathLike[str] | None = None,
+    unsafe_load: bool = False,
+    model_kwargs: Mapping[str, Any] | None = None,
+) -> Any:
+    """An nn.Module in eval mode from ``spec``, with a checkpoint loaded into it when ``weights`` is given.
+
+    ``spec`` is an nn.Module, ``torchvision:NAME`` (randomly initialised: ``weights=None``),
+    ``module.path:callable`` (the module importable from the current folder too, or ``path/to/file.py:callable``)
+    returning an nn.Module, or the path of a TorchScript file (``torch.jit.load``).
+    """
+    import torch
+
+    kwargs = dict(model_kwargs or {})
+    if isinstance(spec, torch.nn.Module):
+        model = spec
+    elif not isinstance(spec, (str, os.PathLike)):
+        raise ExportError(f"bad model {spec!r}: expected an nn.Module or a model string")
+    else:
+        spec = os.fspath(spec)
+        if spec.startswith("torchvision:"):
+            model = _torchvision_model(spec.split(":", 1)[1], kwargs)
+        elif spec.lower().endswith(".onnx"):
+            raise ExportError(f"{spec} is an ONNX model already: convert it with `onnx2caffe convert {spec}`")
+        elif os.path.isfile(spec) and not spec.endswith(".py"):
+            if kwargs:
+                raise ExportError(f"{spec} is a TorchScript file: it takes no model arguments")
+            model = _torchscript_file(spec)
+        elif ":" in spec:
+            model = _callable_model(spec, kwargs)
+        elif spec.endswith(".py"):
+            raise ExportError(
+                f"bad model {spec!r}: name the function that builds the model, e.g. {spec}:build"
+            )
+        else:
+            raise ExportError(
+                f"unknown model {spec!r}: expected torchvision:NAME, module.path:callable or a TorchScript file"
+                + (" (no such file)" if os.sep in spec or "." in spec else "")
+            )
+    if weights is not None:
+        load_checkpoint(model, weights, unsafe_load=unsafe_load)
+    return model.eval()
+
+
+def _state_dict_from(obj: Any, path: str) -> dict[str, Any]:
+    import torch
+
+    if isinstance(obj, torch.nn.Module):
+        return obj.state_dict()
+    if isinstance(obj, Mapping):
+        for key in ("state_dict", "model"):
+            if key in obj and isinstance(obj[key], (Mapping, torch.nn.Module)):
+                return _state_dict_from(obj[key], path)
+        bad = [k for k, v in obj.items() if not isinstance(v, torch.Tensor)]
+        if bad:
+            raise InputFileError(
+                f"{path} is not a state dict: entries {', '.join(map(str, bad[:5]))} are not tensors "
+                "(expected a state dict, or a dict with a 'state_dict' or 'model' entry)"
+            )
+        return dict(obj)
+    raise InputFileError(f"{path} holds a {type(obj).__name__}, not a state dict")
+
+
+def load_checkpoint(model: Any, path: str | os.PathLike[str], unsafe_load: bool = False) -> None:
+    """Load a state dict into ``model`` (strict). ``torch.load(weights_only=True)`` unless ``unsafe_load``.
+
+    Accepted: a state dict, a dict with a ``state_dict`` or ``model`` entry (a state dict or, with
+    ``unsafe_load``, a pickled module), or a pickled module (``unsafe_load`` only). A ``module.`` prefix on
+    every key (DataParallel) is removed when the model's own keys lack it.
+    """
+    import torch
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise InputFileError(f"cannot read checkpoint {path}: no such file")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=not unsafe_load)
+    except pickle.UnpicklingError as err:
+        if unsafe_load:
+            raise InputFileError(f"cannot read checkpoint {path}: {_one_line(err, 200)}") from None
+        raise InputFileError(
+            f"cannot read checkpoint {path} with weights_only=True: it holds pickled Python objects beyond "
+            "tensors; loading it runs code from the file, so only if you trust it pass --unsafe-load"
+        ) from None
+    except Exception as err:
+        raise InputFileError(f"cannot read checkpoint {path}: {_one_line(err, 200)}") from None
+    state = _state_dict_from(obj, path)
+    own = model.state_dict()
+    if (
+        state
+        and all(k.startswith("module.") for k in state)
+        and not any(k.startswith("module.") for k in own)
+    ):
+        state = {k[len("module.") :]: v for k, v in state.items()}
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        missing = [k for k in own if k not in state]
+        unexpected = [k for k in state if k not in own]
+        mismatched = [
+            k
+            for k in own
+            if k in state and hasattr(state[k], "shape") and tuple(state[k].shape) != tuple(own[k].shape)
+        ]
+        parts = []
+        for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", mismatched)):
+            if keys:
+                more = f" (+{len(keys) - 3} more)" if len(keys) > 3 else ""
+                parts.append(f"{label}: {', '.join(keys[:3])}{more}")
+        detail = "; ".join(parts) or _one_line(err, 200)
+        raise InputFileError(f"checkpoint {path} does not fit the model: {detail}") from None
+
+
+def randomize_batchnorm(model: Any, seed: int = 0) -> Any:
+    """Give every BatchNorm layer random running statistics and affine parameters (seeded); returns model.
+
+    Randomly initialised nets have identity BatchNorms (mean 0, var 1, weight 1, bias 0), which hide
+    mistakes in how BatchNorm is converted and make the TorchScript exporter share identical tensors
+    (and add Identity nodes). Ranges keep every layer well conditioned: var in [0.5, 1.5] and weight in
+    [0.5, 1.5] (no division blow-up, no vanishing channels), mean and bias ~ N(0, 0.2^2).
+    """
+    import torch
+
+    gen = torch.Generator().manual_seed(int(seed))
+    with torch.no_grad():
+        for module in model.modules():
+            if not isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                continue
+            n = module.num_features
+            if module.running_mean is not None:
+                module.running_mean.copy_(0.2 * torch.randn(n, generator=gen))
+                module.running_var.copy_(0.5 + torch.rand(n, generator=gen))
+            if module.weight is not None:
+                module.weight.copy_(0.5 + torch.rand(n, generator=gen))
+                module.bias.copy_(0.2 * torch.randn(n, generator=gen))
+    return model
+
+
+# --------------------------------------------------------------------------------------------------------
+# Export
+
+
+def _flatten_outputs(out: Any) -> list[Any]:
+    import torch
+
+    if isinstance(out, torch.Tensor):
+        return [out]
+    if isinstance(out, Mapping):
+        items = list(out.values())
+    elif isinstance(out, (list, tuple)):
+        items = list(out)
+    else:
+        raise ExportError(
+            f"the model returns a {type(out).__name__}: only tensors (or tuples/lists/dicts of them)"
+        )
+    flat: list[Any] = []
+    for item in items:
+        flat.extend(_flatten_outputs(item))
+    return flat
+
+
+def _default_names(prefix: str, n: int) -> list[str]:
+    return [prefix] if n == 1 else [f"{prefix}{i}" for i in range(n)]
+
+
+def random_inputs(input_shapes: Sequence[tuple[int, ...]], seed: int = 0) -> list[np.ndarray]:
+    """Standard-normal float32 inputs, one per shape, from one seeded generator."""
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal(s).astype(np.float32) for s in input_shapes]
+
+
+@contextlib.contextmanager
+def _quiet_exporter(log: io.StringIO) -> Iterator[list[warnings.WarningMessage]]:
+    """Capture the exporters' progress prints and torch.onnx log records; keep other warnings for the caller."""
+    handler = logging.StreamHandler(log)
+    logger = logging.getLogger("torch.onnx")
+    old_level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    old_propagate = logger.propagate
+    logger.propagate = False
+    try:
+        with (
+            warnings.catch_warnings(record=True) as caught,
+            contextlib.redirect_stdout(log),
+            contextlib.redirect_stderr(log),
+        ):
+            warnings.simplefilter("always")
+            yield caught
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+        logger.propagate = old_propagate
+
+
+def export_onnx(
+    model: Any,
+    input_shapes: Any,
+    exporter: str | None = None,
+    opset: int | None = None,
+    input_names: Sequence[str] | None = None,
+    output_names: Sequence[str] | None = None,
+    example_inputs: Sequence[np.ndarray] | None = None,
+) -> tuple[onnx.ModelProto, list[str]]:
+    """Export ``model`` (eval mode) with static ``input_shapes``; returns (ModelProto with inlined weights, warnings).
+
+    Raises ExportError when the exporter fails or writes another opset than asked.
+    """
+    import torch
+
+    exporter, opset = resolve_exporter_and_opset(exporter, opset)
+    shapes = _normalise_shapes(input_shapes)
+    model.eval()
+    if example_inputs is None:
+        example_inputs = random_inputs(shapes)
+    args = tuple(torch.from_numpy(np.ascontiguousarray(x)) for x in example_inputs)
+    if input_names is None:
+        input_names = _default_names("input", len(shapes))
+    if output_names is None:
+        with torch.no_grad():
+            n_out = len(_flatten_outputs(model(*args)))
+        output_names = _default_names("output", n_out)
+    if exporter == "dynamo" and isinstance(model, (torch.jit.ScriptModule, torch.jit.ScriptFunction)):
+        raise ExportError("a TorchScript model can only be exported with --exporter torchscript")
+
+    log = io.StringIO()
+    with tempfile.TemporaryDirectory(prefix="onnx2caffe-export-") as tmp:
+        path = os.path.join(tmp, "model.onnx")
+        try:
+            with _quiet_exporter(log) as caught, torch.no_grad():
+                if exporter == "dynamo":
+                    torch.onnx.export(
+                        model,
+                        args,
+                        path,
+                        dynamo=True,
+                        opset_version=opset,
+                        external_data=False,
+                        input_names=list(input_names),
+                        output_names=list(output_names),
+                        verbose=False,
+                    )
+                else:
+                    torch.onnx.export(
+                        model,
+                        args,
+                        path,
+                        dynamo=False,
+                        opset_version=opset,
+                        input_names=list(input_names),
+                        output_names=list(output_names),
+                        do_constant_folding=True,
+                    )
+        except Onnx2CaffeError:
+            raise
+        except Exception as err:
+            raise ExportError(
+                f"the {exporter} exporter failed: {type(err).__name__}: {_one_line(err)}"
+            ) from None
+        side_files = sorted(set(os.listdir(tmp)) - {"model.onnx"})
+        if side_files:
+            raise ExportError(
+                f"the {exporter} exporter wrote side files ({', '.join(side_files)}) next to the model"
+            )
+        try:
+            proto = onnx.load(path, load_external_data=False)
+        except Exception as err:
+            raise ExportError(
+                f"the {exporter} exporter wrote an unreadable model: {_one_line(err)}"
+            ) from None
+    kept = [
+        f"{w.category.__name__}: {_one_line(w.message, 200)}"
+        for w in caught
+        if not issubclass(w.category, (DeprecationWarning, FutureWarning))
+        and "legacy TorchScript-based ONNX export" not in str(w.message)
+    ]
+    if any(
+        t.HasField("data_location") and t.data_location == onnx.TensorProto.EXTERNAL
+        for t in proto.graph.initializer
+    ):
+        raise ExportError(f"the {exporter} exporter left weights outside the model file")
+    written = onnx_opset(proto)
+    if written != opset:
+        failure = [
+            line for line in log.getvalue().splitlines() if "fail" in line.lower() or "error" in line.lower()
+        ]
+        detail = f": {_one_line(failure[-1], 200)}" if failure else ""
+        raise ExportError(
+            f"the {exporter} exporter wrote opset {written} instead of the requested {opset}{detail}"
+        )
+    return proto, kept
+
+
+def onnx_opset(model: onnx.ModelProto) -> int:
+    """The default-domain opset of ``model``."""
+    for imp in model.opset_import:
+        if imp.domain in ("", "ai.onnx"):
+            return int(imp.version)
+    raise ExportError("the exported model imports no default-domain opset")
+
+
+def simplify(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Run onnx-simplifier; ExportError if it fails or reports its own check failed."""
+    try:
+        import onnxsim
+    except ImportError:
+        raise ExportError("onnx-simplifier is not installed: pip install onnxsim") from None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            simplified, ok = onnxsim.simplify(model)
+    except Exception as err:
+        raise ExportError(f"onnx-simplifier failed: {type(err).__name__}: {_one_line(err)}") from None
+    if not ok:
+        raise ExportError("onnx-simplifier's check of the simplified model failed")
+    return simplified
+
+
+def _metrics(name: str, ref: np.ndarray, got: np.ndarray, max_rel: float) -> OutputCheck:
+    ref64 = np.asarray(ref, dtype=np.float64).ravel()
+    got64 = np.asarray(got, dtype=np.float64).ravel()
+    if ref64.shape != got64.shape or not (np.all(np.isfinite(ref64)) and np.all(np.isfinite(got64))):
+        return OutputCheck(name, float("inf"), float("inf"), 0.0, False)
+    max_abs = float(np.max(np.abs(ref64 - got64))) if ref64.size else 0.0
+    scale = float(np.max(np.abs(ref64))) if ref64.size else 0.0
+    rel = max_abs / scale if scale > 0 else (0.0 if max_abs == 0 else float("inf"))
+    norms = float(np.linalg.norm(ref64) * np.linalg.norm(got64))
+    if norms > 0:
+        cosine = float(np.dot(ref64, got64) / norms)
+    else:
+        cosine = 1.0 if max_abs == 0 else 0.0
+    return OutputCheck(name, max_abs, rel, cosine, rel <= max_rel)
+
+
+def check_against_torch(
+    torch_model: Any,
+    onnx_model: onnx.ModelProto,
+    inputs: Sequence[np.ndarray],
+    max_rel: float = CHECK_MAX_REL,
+) -> list[OutputCheck]:
+    """Run ``onnx_model`` with onnxruntime and ``torch_model`` on ``inputs``; per-output agreement.
+
+    Raises ToleranceError naming the worst output when any disagrees beyond ``max_rel``.
+    """
+    import onnxruntime as ort
+    import torch
+
+    with torch.no_grad():
+        ref = [
+            t.detach().cpu().numpy()
+            for t in _flatten_outputs(torch_model(*(torch.from_numpy(x) for x in inputs)))
+        ]
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    try:
+        sess = ort.InferenceSession(onnx_model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    except Exception as err:
+        raise ExportError(f"onnxruntime cannot load the exported model: {_one_line(err)}") from None
+    feeds_meta = sess.get_inputs()
+    if len(feeds_meta) != len(inputs):
+        raise ExportError(
+            f"the exported model has {len(feeds_meta)} inputs but {len(inputs)} input shapes were given "
+            "(an input the model does not use is dropped by the exporter)"
+        )
+    outs = sess.run(None, {m.name: x for m, x in zip(feeds_meta, inputs, strict=True)})
+    names = [o.name for o in sess.get_outputs()]
+    if len(outs) != len(ref):
+        raise ExportError(f"the exported model has {len(outs)} outputs, PyTorch's model {len(ref)}")
+    checks = []
+    for name, r, o in zip(names, ref, outs, strict=True):
+        if tuple(r.shape) != tuple(o.shape):
+            raise ToleranceError(
+                f"output {name}: ONNX shape {tuple(o.shape)} differs from PyTorch's {tuple(r.shape)}"
+            )
+        checks.append(_metrics(name, r, o, max_rel))
+    bad = [c for c in checks if not c.ok]
+    if bad:
+        worst = max(bad, key=lambda c: c.max_rel)
+        raise ToleranceError(
+            f"the exported ONNX model disagrees with PyTorch on output {worst.output}: max_rel {worst.max_rel:.3g} "
+            f"> {max_rel:g} (max_abs {worst.max_abs:.3g}, cosine {worst.cosine:.8f})"
+        )
+    return checks
+
+
+def torch_to_onnx(
+    model: Any,
+    input_shapes: Any,
+    exporter: str | None = None,
+    opset: int | None = None,
+    do_simplify: bool = True,
+    check: bool = True,
+    seed: int = 0,
+    input_names: Sequence[str] | None = None,
+    output_names: Sequence[str] | None = None,
+    max_rel: float = CHECK_MAX_REL,
+) -> TorchExport:
+    """Export, simplify and check an nn.Module (see the module docstring). Nothing is written to disk."""
+    exporter, opset = resolve_exporter_and_opset(exporter, opset)
+    shapes = _normalise_shapes(input_shapes)
+    model.eval()
+    inputs = random_inputs(shapes, seed)
+    proto, warns = export_onnx(
+        model, shapes, exporter, opset, input_names, output_names, example_inputs=inputs
+    )
+    if do_simplify:
+        proto = simplify(proto)
+    checks = check_against_torch(model, proto, inputs, max_rel) if check else []
+    return TorchExport(proto, exporter, opset, shapes, checks, simplified=do_simplify, warnings=warns)

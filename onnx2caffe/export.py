@@ -1,0 +1,113 @@
+"""The export job: PyTorch model -> one self-contained, simplified, checked ``.onnx`` file.
+
+``export(model, output, input_shapes, ...)`` loads the model (see
+:func:`onnx2caffe.exporters.torch_export.load_model`), exports it with the torchscript (default) or dynamo
+exporter, simplifies it with onnx-simplifier, checks it against PyTorch with onnxruntime on a seeded random
+input, and only then writes ``output`` atomically. ``output`` is never one of the job's input files.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import onnx
+
+from onnx2caffe.errors import OutputFileError
+from onnx2caffe.exporters.torch_export import (
+    CHECK_MAX_REL,
+    ExportError,
+    load_model,
+    model_source_files,
+    torch_to_onnx,
+)
+from onnx2caffe.fileio import write_bytes_atomic
+
+
+@dataclass
+class ExportResult:
+    path: str | None  # the .onnx written (None when output was None)
+    model: onnx.ModelProto
+    exporter: str
+    opset: int
+    input_shapes: list[tuple[int, ...]]
+    report: list[dict[str, Any]] = field(
+        default_factory=list
+    )  # per output: output, max_abs, max_rel, cosine, ok
+    warnings: list[str] = field(
+        default_factory=list
+    )  # exporter warnings worth showing (tracer warnings, ...)
+
+
+def _same_file(a: str, b: str) -> bool:
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def export(
+    model: Any,
+    output: str | os.PathLike[str] | None,
+    input_shapes: Any,
+    exporter: str | None = None,
+    opset: int | None = None,
+    weights: str | os.PathLike[str] | None = None,
+    unsafe_load: bool = False,
+    model_kwargs: Mapping[str, Any] | None = None,
+    seed: int = 0,
+    simplify: bool = True,
+    check: bool = True,
+    input_names: Sequence[str] | None = None,
+    output_names: Sequence[str] | None = None,
+    max_rel: float = CHECK_MAX_REL,
+) -> ExportResult:
+    """Export ``model`` (an nn.Module or a model string) to ``output``; returns what was written and the check.
+
+    Raises ExportError / InputFileError for the model side, ToleranceError when the ONNX model disagrees with
+    PyTorch beyond ``max_rel`` (then nothing is written), OutputFileError when ``output`` cannot be written
+    or would replace an input.
+    """
+    out_path = None if output is None else os.fspath(output)
+    if out_path is not None:
+        inputs = [] if not isinstance(model, (str, os.PathLike)) else model_source_files(os.fspath(model))
+        if weights is not None:
+            inputs.append(os.fspath(weights))
+        for src in inputs:
+            if _same_file(src, out_path):
+                raise OutputFileError(f"refusing to write {out_path}: it is an input of this export ({src})")
+        if os.path.isdir(out_path):
+            raise OutputFileError(f"cannot write {out_path}: it is a folder (give the .onnx file name)")
+
+    torch_model = load_model(model, weights=weights, unsafe_load=unsafe_load, model_kwargs=model_kwargs)
+    result = torch_to_onnx(
+        torch_model,
+        input_shapes,
+        exporter=exporter,
+        opset=opset,
+        do_simplify=simplify,
+        check=check,
+        seed=seed,
+        input_names=input_names,
+        output_names=output_names,
+        max_rel=max_rel,
+    )
+    if out_path is not None:
+        try:
+            data = result.model.SerializeToString()
+        except ValueError as err:  # protobuf refuses messages over 2 GB
+            raise ExportError(f"cannot write {out_path} as a single .onnx file: {err}") from None
+        write_bytes_atomic(out_path, data)
+    return ExportResult(
+        out_path,
+        result.model,
+        result.exporter,
+        result.opset,
+        result.input_shapes,
+        result.report,
+        result.warnings,
+    )
