@@ -11,7 +11,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import pkgutil
+import signal
 import sys
+import threading
 
 from . import __version__
 from .errors import Onnx2CaffeError
@@ -32,13 +34,20 @@ def commands() -> dict[str, object]:
     return {n: importlib.import_module(found[n]) for n in names}
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (no usage block): bad arguments are bad input like any other."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="onnx2caffe",
         description="Convert PyTorch/ONNX models to Caffe, checked against onnxruntime on real Caffe runtimes.",
     )
     parser.add_argument("--version", action="version", version=f"onnx2caffe {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     for name, mod in commands().items():
         p = sub.add_parser(
@@ -55,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # SIGTERM unwinds like Ctrl-C, so atomic writes remove their temp files (restored afterwards)
+    old_term = signal.signal(signal.SIGTERM, signal.default_int_handler) if _main_thread() else None
     try:
         return int(args._run(args) or 0)
     except Onnx2CaffeError as err:
@@ -63,6 +74,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("onnx2caffe: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if old_term is not None:
+            signal.signal(signal.SIGTERM, old_term)
+
+
+def _main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
 
 
 if __name__ == "__main__":

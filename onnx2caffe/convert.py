@@ -152,7 +152,7 @@ def reference_outputs(model_bytes: bytes, inputs: dict[str, np.ndarray], outputs
     return dict(zip(outputs, res, strict=True))
 
 
-def _runtime_objects(runtimes, caffe_root):
+def runtime_objects(runtimes, caffe_root):
     """[(runtime, owned)] for names (started here, closed after) or runtime objects (borrowed)."""
     from .runtimes import available_runtimes, get_runtime
 
@@ -194,8 +194,13 @@ def convert(
     (nothing written when output_prefix is None) and, with check=True, compare every graph output of each
     runtime (names or runtime objects; None = every available one) with onnxruntime on a seeded random input.
     Raises ToleranceError (with `.result`) when an output is outside max_rel / min_cosine."""
+    from .errors import OutputFileError
     from .passes import run_passes
 
+    if output_prefix is not None and os.path.basename(os.fspath(output_prefix)) in ("", ".", ".."):
+        raise OutputFileError(
+            f"output prefix {os.fspath(output_prefix)!r} has no file name part, e.g. out/model"
+        )
     graph = OnnxGraph.load(model)
     reference_model = graph.model.SerializeToString() if check else b""
     applied = run_passes(graph, passes)
@@ -213,8 +218,8 @@ def convert(
     if prefix is not None:
         folder = os.path.dirname(os.path.abspath(prefix))
         if isinstance(model, (str, os.PathLike)):
-            src = os.path.abspath(os.fspath(model))
-            if src in (os.path.abspath(prefix + ext) for ext in (".prototxt", ".caffemodel", ".names.json")):
+            src = os.path.realpath(os.fspath(model))  # realpath: a symlinked input is its target
+            if src in (os.path.realpath(prefix + ext) for ext in (".prototxt", ".caffemodel", ".names.json")):
                 from .errors import OutputFileError
 
                 raise OutputFileError(f"output {prefix} would overwrite the input model {src}")
@@ -239,7 +244,7 @@ def convert(
         if prefix is None:
             proto_path, model_path = net.save(os.path.join(tmp, "model"))
         auto = runtimes is None
-        rts = _runtime_objects(runtimes, caffe_root)
+        rts = runtime_objects(runtimes, caffe_root)
         try:
             used_types = {layer.type for layer in net.layers}
             for rt, _ in rts:
