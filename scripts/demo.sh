@@ -12,3 +12,4 @@ fi
 set -x
 "$BIN/onnx2caffe" export torchvision:resnet18 --input-shape 1,3,224,224 -o "$OUT/resnet18.onnx"
 "$BIN/onnx2caffe" convert "$OUT/resnet18.onnx" -o "$OUT/resnet18"
+"$BIN/onnx2caffe" verify "$OUT/resnet18.onnx" "$OUT/resnet18.prototxt" "$OUT/resnet18.caffemodel" --per-layer
