@@ -56,3 +56,39 @@ bench: install
 
 clean-caffe:
 	rm -rf $(CAFFE)
+
+# ---- the torchvision model zoo (onnx2caffe/zoo.py) --------------------------------------------------------------
+# make zoo-NAME: one net (export, convert, verify on pycaffe + OpenCV), its record in $(ZOO_RESULTS)/NAME.json.
+# make zoo: every torchvision classification model + 3 segmentation models, one process each (memory is freed
+# between nets), then docs/zoo.md. ZOO_FLAGS=--skip-existing resumes an interrupted run.
+ZOO_RESULTS ?= out/zoo
+ZOO_FLAGS   ?=
+ZOO_TIMEOUT ?= 1800
+ZOO_ENV     := ONNX2CAFFE_CAFFE_ROOT=$(abspath $(CAFFE)) OMP_NUM_THREADS=2
+
+.PHONY: zoo zoo-table
+
+zoo-table: venv
+	$(PY) -m onnx2caffe.zoo table --results $(ZOO_RESULTS) -o docs/zoo.md
+
+zoo-%: venv
+	$(ZOO_ENV) nice -n 10 $(PY) -m onnx2caffe.zoo run $* --results $(ZOO_RESULTS) $(ZOO_FLAGS)
+
+zoo: venv
+	@for m in $$($(PY) -m onnx2caffe.zoo list); do \
+	  $(ZOO_ENV) timeout $(ZOO_TIMEOUT) nice -n 10 $(PY) -m onnx2caffe.zoo run $$m --results $(ZOO_RESULTS) $(ZOO_FLAGS) || true; \
+	done
+	$(PY) -m onnx2caffe.zoo table --results $(ZOO_RESULTS) -o docs/zoo.md
+
+# ---- fuzzing and differential testing (tests/test_fuzz_readers.py, tests/test_differential.py) -------------------
+# make fuzz: the same tests as in `make test`, with the "fuzz" hypothesis profile (random, many more examples;
+# see tests/fuzz_profiles.py). Prints the hypothesis statistics and the execution counts.
+.PHONY: fuzz bench-memory
+
+fuzz: install
+	HYPOTHESIS_PROFILE=fuzz ONNX2CAFFE_CAFFE_ROOT=$(abspath $(CAFFE)) $(BIN)/pytest -q -p no:cacheprovider \
+	  --hypothesis-show-statistics tests/test_fuzz_readers.py tests/test_differential.py
+
+# make bench-memory: peak RSS of convert as a multiple of the weight size (VGG-16 and a 1.5 GB model)
+bench-memory: venv
+	$(PY) benchmarks/memory.py

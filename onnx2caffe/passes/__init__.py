@@ -11,6 +11,7 @@ from . import (
     eliminate_identity,
     fold_constants,
     fold_pad_into_conv_pool,
+    fuse_channel_shuffle,
     fuse_l2_normalize,
     fuse_matmul_add,
     fuse_threshold,
@@ -24,6 +25,7 @@ PASSES = (
     fold_pad_into_conv_pool,
     fuse_l2_normalize,
     fuse_threshold,
+    fuse_channel_shuffle,
     remove_dead_nodes,
 )
 
