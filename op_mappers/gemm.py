@@ -44,11 +44,11 @@ def gemm(node, ctx):
     if node.opset < 7:
         node.ignore_attr("broadcast", "C is checked against the output shape below")
     m, k = ctx.shape(a)
-    w = (b if trans_b else b.T).astype(np.float64)  # (N, K)
+    w = b if trans_b else b.T  # (N, K); a view: only alpha != 1 needs a (float64) copy of the weight
     n = w.shape[0]
     if w.shape[1] != k:
         node.reject(f"B {b.shape} does not fit A ({m}, {k})")
-    weight = (w * alpha if alpha != 1.0 else w).astype(np.float32)
+    weight = (w.astype(np.float64) * alpha).astype(np.float32) if alpha != 1.0 else w
     bias = None
     if node.input(2):
         c = ctx.const(node.input(2))
