@@ -12,11 +12,21 @@ Convert MODEL (.onnx, static input shapes) to PREFIX.prototxt + PREFIX.caffemode
 every such node. Then a seeded random input is run through onnxruntime and the Caffe runtime(s); each
 graph output must agree within max_rel <= 1e-4 (max abs error / max |reference|) and cosine >= 0.99999,
 else the exit code is 1 (the files stay written for inspection).
+
+One step from PyTorch: when MODEL is a PyTorch model (torchvision:NAME, module.path:callable, or a TorchScript
+file with --input-shape), it is first exported exactly as `onnx2caffe export` does (same options) to
+PREFIX.onnx, then that file is converted.
 """
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", metavar="MODEL", help="the ONNX file")
+    from onnx2caffe.cli_export import add_export_options
+
+    parser.add_argument(
+        "model",
+        metavar="MODEL",
+        help="the ONNX file, or a PyTorch model (torchvision:NAME, module.path:callable)",
+    )
     parser.add_argument(
         "-o", "--output", required=True, metavar="PREFIX", help="output prefix, e.g. out/resnet18"
     )
@@ -35,6 +45,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--min-cosine", type=float, default=None, help="tolerance on cosine (default 0.99999)"
     )
+    group = parser.add_argument_group("one step from PyTorch (as `onnx2caffe export`)")
+    add_export_options(group, required=False)
+
+
+def _is_pytorch_model(args: argparse.Namespace) -> bool:
+    """MODEL names a PyTorch model rather than an ONNX file."""
+    import os
+
+    if args.input_shapes:
+        return True
+    if os.path.exists(args.model):
+        return False
+    head, sep, _ = args.model.partition(":")
+    return bool(sep) and (head == "torchvision" or head.replace(".", "").replace("_", "").isalnum())
 
 
 def run(args: argparse.Namespace) -> int:
@@ -43,6 +67,16 @@ def run(args: argparse.Namespace) -> int:
     from onnx2caffe.errors import ToleranceError
     from onnx2caffe.runtimes import RUNTIME_NAMES
 
+    model = args.model
+    if _is_pytorch_model(args):
+        from onnx2caffe.cli_export import run_export
+        from onnx2caffe.errors import InputFileError
+
+        if not args.input_shapes:
+            raise InputFileError(
+                f"{args.model}: a PyTorch model needs --input-shape, e.g. --input-shape 1,3,224,224"
+            )
+        model = run_export(args, args.output + ".onnx")
     runtimes = None
     if args.runtime == "all":
         runtimes = list(RUNTIME_NAMES)
@@ -50,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         runtimes = [args.runtime]
     try:
         result = convert(
-            args.model,
+            model,
             args.output,
             runtimes=runtimes,
             check=not args.no_check,

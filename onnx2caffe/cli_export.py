@@ -63,13 +63,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "model", metavar="MODEL", help="torchvision:NAME, module.path:callable or a TorchScript file"
     )
+    add_export_options(parser, required=True)
+    parser.add_argument("-o", "--output", required=True, metavar="OUT.onnx", help="the ONNX file to write")
+
+
+def add_export_options(parser: argparse.ArgumentParser, required: bool) -> None:
+    """The export options (all but MODEL and -o); `onnx2caffe convert` reuses them for its one-step form."""
     parser.add_argument(
         "--input-shape",
         dest="input_shapes",
         metavar="N,C,H,W",
         type=_shape,
         action="append",
-        required=True,
+        required=required,
         help="static shape of an input, e.g. 1,3,224,224; repeat once per input, in order",
     )
     parser.add_argument(
@@ -103,19 +109,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=[],
         help="keyword argument for the model builder, e.g. aux_logits=False; repeatable",
     )
-    parser.add_argument(
-        "--seed", type=int, default=0, help="seed of the random input used for the check (default 0)"
-    )
-    parser.add_argument("-o", "--output", required=True, metavar="OUT.onnx", help="the ONNX file to write")
+    if required:  # `convert` has its own --seed
+        parser.add_argument(
+            "--seed", type=int, default=0, help="seed of the random input used for the check (default 0)"
+        )
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the export; prints the check. Errors propagate as Onnx2CaffeError (one-line messages)."""
+    run_export(args, args.output)
+    return 0
+
+
+def run_export(args: argparse.Namespace, output: str) -> str:
+    """Export args.model to `output` with the export options in `args`; prints the check; returns the path."""
     from onnx2caffe.export import export
 
     result = export(
         args.model,
-        args.output,
+        output,
         args.input_shapes,
         exporter=args.exporter,
         opset=args.opset,
@@ -135,4 +147,4 @@ def run(args: argparse.Namespace) -> int:
             f"  check vs PyTorch (onnxruntime, seed {args.seed}) {r['output']}: max_abs {r['max_abs']:.3g}  "
             f"max_rel {r['max_rel']:.3g}  cosine {r['cosine']:.8f}"
         )
-    return 0
+    return result.path
