@@ -53,6 +53,8 @@ demo: venv
 
 bench: install
 	$(PY) benchmarks/write_caffemodel.py
+	ONNX2CAFFE_CAFFE_ROOT=$(abspath $(CAFFE)) $(PY) benchmarks/pipeline.py
+	ONNX2CAFFE_CAFFE_ROOT=$(abspath $(CAFFE)) $(PY) benchmarks/calibrate.py
 
 clean-caffe:
 	rm -rf $(CAFFE)
