@@ -369,7 +369,13 @@ def load_checkpoint(model: Any, path: str | os.PathLike[str], unsafe_load: bool 
     if not os.path.isfile(path):
         raise InputFileError(f"cannot read checkpoint {path}: no such file")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=not unsafe_load)
+        with warnings.catch_warnings():
+            # a TorchScript archive given as --weights: torch.load dispatches to torch.jit.load (its state dict
+            # is used) with a UserWarning saying so, and torch.jit.load adds a deprecation warning
+            warnings.filterwarnings("ignore", message=r".*TorchScript archive", category=UserWarning)
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            obj = torch.load(path, map_location="cpu", weights_only=not unsafe_load)
     except pickle.UnpicklingError as err:
         if unsafe_load:
             raise InputFileError(f"cannot read checkpoint {path}: {_one_line(err, 200)}") from None
@@ -378,6 +384,12 @@ def load_checkpoint(model: Any, path: str | os.PathLike[str], unsafe_load: bool 
             "tensors; loading it runs code from the file, so only if you trust it pass --unsafe-load"
         ) from None
     except Exception as err:
+        if not unsafe_load and "TorchScript" in str(err):
+            raise InputFileError(
+                f"{path} is a TorchScript archive, not a checkpoint: export it as the model "
+                f"(`onnx2caffe export {path} --input-shape ...`), or take its weights with --unsafe-load "
+                "(loading it runs TorchScript code from the file)"
+            ) from None
         raise InputFileError(f"cannot read checkpoint {path}: {_one_line(err, 200)}") from None
     state = _state_dict_from(obj, path)
     own = model.state_dict()
@@ -488,6 +500,27 @@ def _quiet_exporter(log: io.StringIO) -> Iterator[list[warnings.WarningMessage]]
         logger.propagate = old_propagate
 
 
+def _model_label(model: Any) -> str:
+    return getattr(model, "original_name", None) or type(model).__name__
+
+
+def _run_model(model: Any, args: tuple, shapes: Sequence[tuple[int, ...]]) -> Any:
+    """The model's forward on ``args``; ExportError (naming the model and the input shapes) when it fails,
+    e.g. on a shape the model cannot take."""
+    import torch
+
+    try:
+        with torch.no_grad():
+            return model(*args)
+    except Onnx2CaffeError:
+        raise
+    except Exception as err:
+        given = ", ".join("x".join(str(d) for d in s) for s in shapes)
+        raise ExportError(
+            f"{_model_label(model)} cannot run on input shape {given}: {type(err).__name__}: {_one_line(err)}"
+        ) from None
+
+
 def export_onnx(
     model: Any,
     input_shapes: Any,
@@ -512,8 +545,7 @@ def export_onnx(
     if input_names is None:
         input_names = _default_names("input", len(shapes))
     if output_names is None:
-        with torch.no_grad():
-            n_out = len(_flatten_outputs(model(*args)))
+        n_out = len(_flatten_outputs(_run_model(model, args, shapes)))
         output_names = _default_names("output", n_out)
     if exporter == "dynamo" and isinstance(model, (torch.jit.ScriptModule, torch.jit.ScriptFunction)):
         raise ExportError("a TorchScript model can only be exported with --exporter torchscript")
@@ -640,11 +672,9 @@ def check_against_torch(
     import onnxruntime as ort
     import torch
 
-    with torch.no_grad():
-        ref = [
-            t.detach().cpu().numpy()
-            for t in _flatten_outputs(torch_model(*(torch.from_numpy(x) for x in inputs)))
-        ]
+    shapes = [tuple(x.shape) for x in inputs]
+    outs_torch = _run_model(torch_model, tuple(torch.from_numpy(x) for x in inputs), shapes)
+    ref = [t.detach().cpu().numpy() for t in _flatten_outputs(outs_torch)]
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     try:

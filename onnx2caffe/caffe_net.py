@@ -483,6 +483,12 @@ class CaffeNet:
 
     def write_caffemodel(self, path: str | os.PathLike[str], *, fsync: bool = False) -> None:
         """Write the .caffemodel atomically: name, type and blobs of each layer that has blobs."""
+        with atomic_write(path, fsync=fsync) as f:
+            self.write_caffemodel_to(f, path)
+
+    def write_caffemodel_to(self, f: BinaryIO, path: str | os.PathLike[str] = "<caffemodel>") -> None:
+        """Write the .caffemodel into the open binary file `f` (at its start); `path` names it in errors
+        (OutputFileError when the model is over the 2 GB limit, raised before anything is written)."""
         self.validate()
         head = caffe_pb2.NetParameter()
         head.name = self.name
@@ -511,18 +517,17 @@ class CaffeNet:
                 f"cannot write {os.fspath(path)}: the caffemodel would be {total} bytes, over the "
                 f"{PROTO_SIZE_LIMIT}-byte limit of Caffe's protobuf reader"
             )
-        with atomic_write(path, fsync=fsync) as f:
-            preallocate(f, total)
-            f.write(net_head)
-            for layer_head, parts in plan:
-                f.write(layer_head)
-                for outer, a in parts:
-                    f.write(outer)
-                    _write_blob_data(f, a)
-            if f.tell() != total:  # the precomputed lengths are part of the format: never keep a wrong file
-                raise RuntimeError(
-                    f"internal error writing {os.fspath(path)}: {f.tell()} bytes, expected {total}"
-                )
+        preallocate(f, total)
+        f.write(net_head)
+        for layer_head, parts in plan:
+            f.write(layer_head)
+            for outer, a in parts:
+                f.write(outer)
+                _write_blob_data(f, a)
+        if f.tell() != total:  # the precomputed lengths are part of the format: never keep a wrong file
+            raise RuntimeError(
+                f"internal error writing {os.fspath(path)}: {f.tell()} bytes, expected {total}"
+            )
 
     def save(self, prefix: str | os.PathLike[str], *, fsync: bool = False) -> tuple[str, str]:
         """Write ``prefix.prototxt`` and ``prefix.caffemodel``; return both paths."""

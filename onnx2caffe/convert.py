@@ -122,12 +122,85 @@ def build_net(graph: OnnxGraph, name: str | None = None):
     return net, name_map
 
 
-def _write_names(path: str, name_map: dict[str, str]) -> None:
-    from .fileio import atomic_write
+OUTPUT_SUFFIXES = (".prototxt", ".caffemodel", ".names.json")
 
-    data = (json.dumps(name_map, indent=1, ensure_ascii=False) + "\n").encode("utf-8")
-    with atomic_write(path) as f:
-        f.write(data)
+
+def _new_file_mode(dest: str) -> int:
+    """The mode a rewritten `dest` keeps, else the mode open() would give a new file (mkstemp makes 0600)."""
+    try:
+        return os.stat(dest).st_mode & 0o7777
+    except OSError:
+        mask = os.umask(0o022)
+        os.umask(mask)
+        return 0o666 & ~mask
+
+
+def write_outputs(net, name_map: dict[str, str], prefix: str, model=None) -> tuple[str, str, str]:
+    """Write prefix.prototxt, .caffemodel and .names.json as one set: every destination is checked first,
+    each file is written to a temporary file beside its destination, and only when all three are complete
+    are they moved into place, so a failure (a destination that is a folder, a full disk, Ctrl-C) leaves
+    none of them behind. `model`: the input (path), never overwritten. Returns the three paths."""
+    import contextlib
+
+    from .errors import OutputFileError
+
+    dests = [prefix + ext for ext in OUTPUT_SUFFIXES]
+    if isinstance(model, (str, os.PathLike)):
+        src = os.path.realpath(os.fspath(model))  # realpath: a symlinked input is its target
+        if src in (os.path.realpath(d) for d in dests):
+            raise OutputFileError(f"output {prefix} would overwrite the input model {src}")
+    for d in dests:
+        if os.path.isdir(d):
+            raise OutputFileError(f"cannot write {d}: it is a folder")
+    folder = os.path.dirname(os.path.abspath(prefix))
+    if not os.path.isdir(folder):
+        try:
+            os.makedirs(folder, exist_ok=True)
+        except OSError as exc:
+            raise OutputFileError(f"cannot create output folder {folder}: {exc.strerror}") from exc
+    # the caffemodel first: a process killed while writing it (the long part) leaves only that temp file
+    order = [1, 0, 2]
+    contents = {
+        0: lambda f: f.write(net.prototxt_text().encode("utf-8")),
+        1: lambda f: net.write_caffemodel_to(f, prefix + ".caffemodel"),
+        2: lambda f: f.write((json.dumps(name_map, indent=1, ensure_ascii=False) + "\n").encode("utf-8")),
+    }
+    temps: list[str] = []
+    moved = 0
+    dests = [dests[i] for i in order]
+    try:
+        for dest, write in zip(dests, (contents[i] for i in order), strict=True):
+            # named like fileio.atomic_write's temps: hidden, beside the destination, ending in .tmp
+            try:
+                fd, tmp = tempfile.mkstemp(
+                    dir=folder, prefix="." + os.path.basename(dest)[:100] + ".", suffix=".tmp"
+                )
+            except OSError as exc:
+                raise OutputFileError(
+                    f"cannot write {dest}: {exc.strerror or exc} (folder {folder})"
+                ) from None
+            temps.append(tmp)
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    os.fchmod(f.fileno(), _new_file_mode(dest))
+                    write(f)
+            except OSError as exc:
+                raise OutputFileError(f"cannot write {dest}: {exc.strerror or exc}") from None
+        for tmp, dest in zip(temps, dests, strict=True):
+            try:
+                os.replace(tmp, dest)
+            except OSError as exc:
+                raise OutputFileError(f"cannot write {dest}: {exc.strerror or exc}") from None
+            moved += 1
+    except BaseException:
+        for tmp in temps[moved:]:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        for dest in dests[:moved]:  # a set is complete or absent
+            with contextlib.suppress(OSError):
+                os.unlink(dest)
+        raise
+    return prefix + ".prototxt", prefix + ".caffemodel", prefix + ".names.json"
 
 
 def random_inputs(graph: OnnxGraph, seed: int = 0) -> dict[str, np.ndarray]:
@@ -136,8 +209,15 @@ def random_inputs(graph: OnnxGraph, seed: int = 0) -> dict[str, np.ndarray]:
     return {t: rng.standard_normal(graph.shape(t)).astype(np.float32) for t in graph.inputs}
 
 
-def reference_outputs(model_bytes: bytes, inputs: dict[str, np.ndarray], outputs: Sequence[str]) -> dict:
+def reference_outputs(
+    model_bytes: bytes | str | os.PathLike, inputs: dict[str, np.ndarray], outputs: Sequence[str]
+) -> dict:
+    """Run the ONNX model (serialized bytes, or the path of an .onnx file: onnxruntime then reads the file
+    and its external data itself, with no serialized copy held here) on `inputs` with onnxruntime."""
     import onnxruntime as ort
+
+    if isinstance(model_bytes, os.PathLike):
+        model_bytes = os.fspath(model_bytes)
 
     opts = ort.SessionOptions()
     # the unoptimised graph is the reference: ORT's fusions change rounding
@@ -150,6 +230,21 @@ def reference_outputs(model_bytes: bytes, inputs: dict[str, np.ndarray], outputs
         text = " ".join(str(exc).split())[:300]
         raise RuntimeExecutionError(f"onnxruntime cannot run the reference model: {text}") from exc
     return dict(zip(outputs, res, strict=True))
+
+
+def _reference_model(model, graph: OnnxGraph) -> bytes | str:
+    """The model as given (before the passes) for onnxruntime: a file's path (onnxruntime reads it and its
+    external data itself: no serialized copy here), else the serialized proto; re-read with unique node
+    names when the graph had to name its nodes (onnxruntime refuses empty or repeated ones)."""
+    from .onnx_graph import load_model, name_nodes
+
+    if graph.renamed_nodes:
+        proto, _ = load_model(model)
+        name_nodes(proto)
+        return proto.SerializeToString()
+    if isinstance(model, (str, os.PathLike)):
+        return os.fspath(model)
+    return model.SerializeToString()
 
 
 def runtime_objects(runtimes, caffe_root):
@@ -201,8 +296,8 @@ def convert(
         raise OutputFileError(
             f"output prefix {os.fspath(output_prefix)!r} has no file name part, e.g. out/model"
         )
-    graph = OnnxGraph.load(model)
-    reference_model = graph.model.SerializeToString() if check else b""
+    # detach_weights: the weights are held once (as arrays), not also in the ModelProto
+    graph = OnnxGraph.load(model, detach_weights=True)
     applied = run_passes(graph, passes)
     prefix = os.fspath(output_prefix) if output_prefix is not None else None
     net_name = os.path.basename(prefix) if prefix else None
@@ -216,27 +311,11 @@ def convert(
         passes_applied=applied,
     )
     if prefix is not None:
-        folder = os.path.dirname(os.path.abspath(prefix))
-        if isinstance(model, (str, os.PathLike)):
-            src = os.path.realpath(os.fspath(model))  # realpath: a symlinked input is its target
-            if src in (os.path.realpath(prefix + ext) for ext in (".prototxt", ".caffemodel", ".names.json")):
-                from .errors import OutputFileError
-
-                raise OutputFileError(f"output {prefix} would overwrite the input model {src}")
-        if not os.path.isdir(folder):
-            try:
-                os.makedirs(folder, exist_ok=True)
-            except OSError as exc:
-                from .errors import OutputFileError
-
-                raise OutputFileError(f"cannot create output folder {folder}: {exc.strerror}") from exc
-        result.prototxt, result.caffemodel = net.save(prefix)
-        result.names_json = prefix + ".names.json"
-        _write_names(result.names_json, name_map)
+        result.prototxt, result.caffemodel, result.names_json = write_outputs(net, name_map, prefix, model)
     if not check:
         return result
     feeds = random_inputs(graph, seed)
-    refs = reference_outputs(reference_model, feeds, graph.outputs)
+    refs = reference_outputs(_reference_model(model, graph), feeds, graph.outputs)
     caffe_feeds = {name_map[t]: v for t, v in feeds.items()}
     out_blobs = [name_map[o] for o in graph.outputs]
     with tempfile.TemporaryDirectory(prefix="onnx2caffe-") as tmp:

@@ -3,12 +3,18 @@
 `OnnxGraph` wraps an `onnx.ModelProto` (a private copy) and keeps, after every change, the facts the passes and
 mappers need: static shapes and dtypes of every tensor (ONNX shape inference with data propagation), the
 constants (initializers and Constant outputs), producers/consumers, and the opset of every domain.
+
+Memory. The weights are the bulk of a model, so they are copied as little as possible: the checker and shape
+inference run on a weight-free copy of the model (initializers over a few KiB keep their name, type and dims,
+not their data: shapes need no data, and data propagation only reads small shape tensors), each initializer
+becomes one read-only numpy array once (re-used by later refreshes), and `OnnxGraph.load(...,
+detach_weights=True)` keeps the big initializers only as those arrays, not in the ModelProto as well.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 import onnx
@@ -20,13 +26,130 @@ EXPORT_HINT = "export with a fixed input shape, e.g. `onnx2caffe export --input-
 
 _FLOAT = onnx.TensorProto.FLOAT
 
+PROTO_LIMIT = 2**31 - 1  # protobuf's limit on one serialized message (Caffe reads caffemodels with the same)
 
-def load_model(model: str | os.PathLike | onnx.ModelProto) -> tuple[onnx.ModelProto, str]:
-    """Read an ONNX model (path or proto). Returns (a private copy of the model, a name for messages)."""
+# Initializers at most this big keep their data in the weight-free copies the checker and shape inference
+# see (data propagation reads shape tensors such as Reshape's shape input); integer tensors (shapes,
+# indices) keep it up to the larger limit.
+INLINE_BYTES = 4096
+INLINE_INT_BYTES = 65536
+
+_DATA_FIELDS = frozenset(
+    {
+        "raw_data",
+        "float_data",
+        "int32_data",
+        "string_data",
+        "int64_data",
+        "double_data",
+        "uint64_data",
+        "external_data",
+        "data_location",
+    }
+)
+
+
+def _external_tensors(model: onnx.ModelProto) -> Iterator[onnx.TensorProto]:
+    """Every tensor of the model (initializers, attribute tensors, subgraphs included) stored externally."""
+
+    def walk(g: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
+        yield from g.initializer
+        for n in g.node:
+            for a in n.attribute:
+                if a.HasField("t"):
+                    yield a.t
+                yield from a.tensors
+                if a.HasField("g"):
+                    yield from walk(a.g)
+                for sub in a.graphs:
+                    yield from walk(sub)
+
+    for t in walk(model.graph):
+        if t.data_location == onnx.TensorProto.EXTERNAL:
+            yield t
+
+
+def _fixed_nbytes(t: onnx.TensorProto) -> int | None:
+    """The bytes the tensor's dims and type need, None for types without a fixed size per element."""
+    if t.data_type in (onnx.TensorProto.STRING, onnx.TensorProto.UNDEFINED):
+        return None
+    dtype = np_dtype(t.data_type)
+    if dtype is None or dtype.itemsize == 0:
+        return None
+    bits = {
+        onnx.TensorProto.INT4: 4,
+        onnx.TensorProto.UINT4: 4,
+        getattr(onnx.TensorProto, "FLOAT4E2M1", -1): 4,
+        getattr(onnx.TensorProto, "INT2", -2): 2,
+        getattr(onnx.TensorProto, "UINT2", -3): 2,
+        getattr(onnx.TensorProto, "FLOAT6E2M3", -4): 6,
+        getattr(onnx.TensorProto, "FLOAT6E3M2", -5): 6,
+    }.get(t.data_type)
+    count = 1
+    for d in t.dims:
+        count *= int(d)
+    if bits is not None:
+        return (count * bits + 7) // 8
+    return count * dtype.itemsize
+
+
+def _check_external_data(model: onnx.ModelProto, path: str, file_size: int) -> None:
+    """Before any external data is read: refuse a model that cannot fit one protobuf message (the ONNX file
+    plus every external tensor over 2**31-1 bytes), and tensors whose `length` (or, without one, the rest of
+    the data file after `offset`) disagrees with their shape. Malformed fields are left to onnx's loader."""
+    base = os.path.dirname(os.path.abspath(path))
+    total = file_size
+    for t in _external_tensors(model):
+        info = {e.key: e.value for e in t.external_data}
+        location = info.get("location", "")
+        try:
+            offset = int(info.get("offset", "0"))
+            length = int(info["length"]) if "length" in info else None
+        except ValueError:
+            continue
+        if offset < 0 or (length is not None and length < 0):
+            continue
+        if length is None:
+            data_path = os.path.normpath(os.path.join(base, location))
+            inside = location and not os.path.isabs(location) and data_path.startswith(base + os.sep)
+            try:
+                st = os.stat(data_path) if inside else None
+            except OSError:
+                st = None
+            if st is None or not _is_regular(st):
+                continue
+            length = max(st.st_size - offset, 0)
+        total += length
+        expected = _fixed_nbytes(t)
+        if expected is not None and length != expected:
+            dims = "x".join(str(d) for d in t.dims) or "scalar"
+            kind = onnx.TensorProto.DataType.Name(t.data_type)
+            raise InputFileError(
+                f"{path}: tensor '{t.name}': its external data in {location} is {length} bytes, but its shape "
+                f"({dims}, {kind}) needs {expected} bytes"
+            )
+    if total > PROTO_LIMIT:
+        raise InputFileError(
+            f"{path}: the model with its external data is {total} bytes, over protobuf's 2 GB "
+            f"({PROTO_LIMIT}-byte) message limit (a caffemodel has the same limit)"
+        )
+
+
+def _is_regular(st: os.stat_result) -> bool:
+    import stat
+
+    return stat.S_ISREG(st.st_mode)
+
+
+def load_model(model: str | os.PathLike | onnx.ModelProto, copy: bool = True) -> tuple[onnx.ModelProto, str]:
+    """Read an ONNX model (path or proto). Returns (the model, a name for messages): a private copy of a
+    given proto (the proto itself with copy=False, for callers that never modify it)."""
     if isinstance(model, onnx.ModelProto):
-        copy = onnx.ModelProto()
-        copy.CopyFrom(model)
-        return copy, (model.graph.name or "<model>")
+        if not copy:
+            return model, (model.graph.name or "<model>")
+        dup = onnx.ModelProto()
+        dup.CopyFrom(model)
+        return dup, (model.graph.name or "<model>")
     path = os.fspath(model)
     if not os.path.exists(path):
         raise InputFileError(f"{path}: no such file")
@@ -38,14 +161,24 @@ def load_model(model: str | os.PathLike | onnx.ModelProto) -> tuple[onnx.ModelPr
         raise InputFileError(f"{path}: cannot read ({exc.strerror})") from exc
     if size == 0:
         raise InputFileError(f"{path}: empty file, expected an ONNX model")
+    if size > 2**31 - 1:  # protobuf (and Caffe's caffemodel reader) cannot hold a message over 2 GB
+        raise InputFileError(f"{path}: {size} bytes, over protobuf's 2 GB (2147483647-byte) message limit")
     try:
-        proto = onnx.load(path)
+        proto = onnx.load(path, load_external_data=False)
     except OSError as exc:
         raise InputFileError(f"{path}: cannot read ({exc})") from exc
-    except Exception as exc:  # protobuf DecodeError, external data errors, ...
+    except Exception as exc:  # protobuf DecodeError, ...
         raise InputFileError(f"{path}: not a valid ONNX model ({_one_line(exc)})") from exc
     if not proto.HasField("graph") or proto.ir_version <= 0:
         raise InputFileError(f"{path}: not a valid ONNX model (no graph or IR version)")
+    if any(True for _ in _external_tensors(proto)):
+        _check_external_data(proto, path, size)
+        try:
+            onnx.external_data_helper.load_external_data_for_model(proto, os.path.dirname(path))
+        except OSError as exc:
+            raise InputFileError(f"{path}: cannot read its external data ({_one_line(exc)})") from exc
+        except Exception as exc:  # bad offset/length fields, locations outside the model's folder, ...
+            raise InputFileError(f"{path}: not a valid ONNX model ({_one_line(exc)})") from exc
     return proto, path
 
 
@@ -73,12 +206,153 @@ def np_dtype(elem_type: int) -> np.dtype | None:
         return None
 
 
-class OnnxGraph:
-    """A validated ONNX model with static shapes. `refresh()` after editing `model.graph`."""
+def _is_large(t: onnx.TensorProto) -> bool:
+    """True for an initializer whose data the weight-free copies leave out (computed from dims and type:
+    reading the data or ByteSize() would copy it)."""
+    nbytes = _fixed_nbytes(t)
+    if nbytes is None:
+        return False
+    dtype = np_dtype(t.data_type)
+    limit = INLINE_INT_BYTES if dtype is not None and dtype.kind in "iub" else INLINE_BYTES
+    return nbytes > limit
 
-    def __init__(self, model: onnx.ModelProto, source: str = "<model>"):
+
+def _copy_fields(dst, src, skip: Iterable[str] = ()) -> None:
+    """Copy the set fields of message `src` into `dst`, except those named in `skip` (never read: reading a
+    bytes field such as raw_data would copy the data)."""
+    skip = set(skip)
+    for fd in src.DESCRIPTOR.fields:
+        if fd.name in skip:
+            continue
+        repeated = fd.is_repeated if hasattr(fd, "is_repeated") else fd.label == fd.LABEL_REPEATED
+        if repeated:
+            value = getattr(src, fd.name)
+            if len(value):
+                getattr(dst, fd.name).extend(value)
+        elif src.HasField(fd.name):
+            if fd.type == fd.TYPE_MESSAGE:
+                getattr(dst, fd.name).CopyFrom(getattr(src, fd.name))
+            else:
+                setattr(dst, fd.name, getattr(src, fd.name))
+
+
+def weight_free_copy(
+    model: onnx.ModelProto, strip: set[str] | None = None, empty: bool = False
+) -> onnx.ModelProto:
+    """A copy of `model` whose initializers named in `strip` (default: the large ones) have no data: name,
+    type and dims are kept (shape inference needs no more), or with empty=True dims [0] (a tensor the
+    checker accepts without data). The weights themselves are never copied."""
+    out = onnx.ModelProto()
+    _copy_fields(out, model, skip=("graph",))
+    g = out.graph
+    _copy_fields(g, model.graph, skip=("initializer",))
+    for init in model.graph.initializer:
+        t = g.initializer.add()
+        if (init.name in strip) if strip is not None else _is_large(init):
+            _copy_fields(t, init, skip=_DATA_FIELDS)
+            if empty:
+                del t.dims[:]
+                t.dims.append(0)
+        else:
+            t.CopyFrom(init)
+    return out
+
+
+def name_nodes(model: onnx.ModelProto) -> bool:
+    """Give every node a unique non-empty name (generated from the op type where missing or repeated), as
+    onnxruntime requires. Deterministic; returns True when a name changed."""
+    nodes = model.graph.node
+    seen = {n.name for n in nodes}
+    used: set[str] = set()
+    changed = False
+    for i, n in enumerate(nodes):
+        name = n.name
+        if not name or name in used:
+            base = name or f"{n.op_type}_{i}"
+            candidate, k = base, 1
+            while candidate in used or (candidate != name and candidate in seen):
+                candidate = f"{base}_{k}"
+                k += 1
+            n.name = candidate
+            changed = True
+        used.add(n.name)
+    return changed
+
+
+def _check_text(model: onnx.ModelProto, source: str) -> None:
+    """Refuse names that are not valid UTF-8: protobuf hands such proto2 string fields to Python as bytes."""
+
+    def bad(value) -> bool:
+        return isinstance(value, bytes)
+
+    def show(value) -> str:
+        return repr(value)[1:] if isinstance(value, bytes) else repr(value)
+
+    def fail(what: str, value) -> None:
+        raise InputFileError(f"{source}: {what} {show(value)} is not valid UTF-8 text")
+
+    for imp in model.opset_import:
+        if bad(imp.domain):
+            fail("opset domain", imp.domain)
+    g = model.graph
+    if bad(g.name):
+        fail("graph name", g.name)
+    for kind, items in (
+        ("graph input", g.input),
+        ("graph output", g.output),
+        ("value_info", g.value_info),
+        ("initializer", g.initializer),
+    ):
+        for item in items:
+            if bad(item.name):
+                fail(f"{kind} name", item.name)
+    for i, n in enumerate(g.node):
+        label = f"node '{n.name}'" if not bad(n.name) else f"node {i}"
+        if bad(n.name):
+            fail(f"the name of node {i} ({n.op_type if not bad(n.op_type) else '?'})", n.name)
+        if bad(n.op_type):
+            fail(f"the op type of {label}", n.op_type)
+        if bad(n.domain):
+            fail(f"the domain of {label}", n.domain)
+        for t in list(n.input) + list(n.output):
+            if bad(t):
+                fail(f"a tensor name of {label}", t)
+        for a in n.attribute:
+            if bad(a.name):
+                fail(f"an attribute name of {label}", a.name)
+
+
+def tensor_array(t: onnx.TensorProto, source: str, what: str = "initializer") -> np.ndarray:
+    """numpy_helper.to_array with malformed data (size not matching the dims, unknown type) as
+    InputFileError naming the tensor. Raw data gives a read-only view of one copy of the bytes."""
+    try:
+        return numpy_helper.to_array(t)
+    except Exception as exc:
+        dims = "x".join(str(d) for d in t.dims) or "scalar"
+        try:
+            kind = onnx.TensorProto.DataType.Name(t.data_type)
+        except ValueError:
+            kind = f"type {t.data_type}"
+        raise InputFileError(
+            f"{source}: {what} '{t.name}': its data does not match its shape {dims} of {kind} "
+            f"({_one_line(exc, 120)})"
+        ) from None
+
+
+class OnnxGraph:
+    """A validated ONNX model with static shapes. `refresh()` after editing `model.graph`.
+
+    With `detached` (name -> array, see `load(detach_weights=True)`), those initializers are kept in
+    `model.graph.initializer` with name, type and dims but no data: their values are `const(name)`, and
+    `model` is not a complete ONNX model (serialize the original file or proto for onnxruntime instead)."""
+
+    def __init__(
+        self, model: onnx.ModelProto, source: str = "<model>", detached: dict[str, np.ndarray] | None = None
+    ):
+        _check_text(model, source)
         self.model = model
         self.source = source
+        self._detached: dict[str, np.ndarray] = dict(detached or {})
         # ONNX tensor names removed by passes -> the tensor now holding the same value (for the name map).
         self.aliases: dict[str, str] = {}
         self.opsets = {}
@@ -93,46 +367,46 @@ class OnnxGraph:
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def load(cls, model: str | os.PathLike | onnx.ModelProto) -> OnnxGraph:
-        proto, source = load_model(model)
+    def load(cls, model: str | os.PathLike | onnx.ModelProto, detach_weights: bool = False) -> OnnxGraph:
+        """Load, check and analyse a model (path or proto; a given proto is never modified).
+
+        detach_weights=True: the initializers over a few KiB are held only as numpy arrays (`const()`), not in
+        `graph.model` too, which halves the memory a big model takes; `graph.model` is then weight-free."""
+        proto, source = load_model(model, copy=not detach_weights)
+        _check_text(proto, source)
+        large = {i.name for i in proto.graph.initializer if _is_large(i)}
         try:
-            onnx.checker.check_model(proto)
+            onnx.checker.check_model(weight_free_copy(proto, large, empty=True))
         except Exception as exc:
             raise InputFileError(f"{source}: invalid ONNX model ({_one_line(exc)})") from exc
-        return cls(proto, source)
+        if not detach_weights:
+            return cls(proto, source)
+        # the checker saw the large initializers without data: their sizes are checked by tensor_array
+        detached = {i.name: tensor_array(i, source) for i in proto.graph.initializer if i.name in large}
+        proto = weight_free_copy(proto, set(detached))  # drops the last reference to a model read from a file
+        return cls(proto, source, detached)
 
     def _name_nodes(self) -> None:
-        """Give every node a unique non-empty name (generated from the op type where missing or repeated)."""
-        seen: set[str] = set()
-        for n in self.model.graph.node:
-            seen.add(n.name)
-        used: set[str] = set()
-        for i, n in enumerate(self.model.graph.node):
-            name = n.name
-            if not name or name in used:
-                base = name or f"{n.op_type}_{i}"
-                candidate, k = base, 1
-                while candidate in used or (candidate != name and candidate in seen):
-                    candidate = f"{base}_{k}"
-                    k += 1
-                n.name = candidate
-            used.add(n.name)
+        self.renamed_nodes = name_nodes(self.model)
 
     def refresh(self) -> None:
         """Re-run shape inference and rebuild every index from `self.model`."""
+        g = self.model.graph
+        # shape inference on a weight-free copy: the C++ side would otherwise copy every weight twice
+        strip = {i.name for i in g.initializer if i.name in self._detached or _is_large(i)}
         try:
             inferred = onnx.shape_inference.infer_shapes(
-                self.model, check_type=False, strict_mode=False, data_prop=True
+                weight_free_copy(self.model, strip), check_type=False, strict_mode=False, data_prop=True
             )
         except Exception as exc:
             raise InputFileError(f"{self.source}: ONNX shape inference failed ({_one_line(exc)})") from exc
         # keep our own graph object (passes hold references to it), take over the inferred value_info
-        del self.model.graph.value_info[:]
-        self.model.graph.value_info.extend(inferred.graph.value_info)
-        for dst, src in zip(self.model.graph.output, inferred.graph.output, strict=False):
+        del g.value_info[:]
+        g.value_info.extend(inferred.graph.value_info)
+        for dst, src in zip(g.output, inferred.graph.output, strict=False):
             if not dst.type.HasField("tensor_type") or not dst.type.tensor_type.HasField("shape"):
                 dst.CopyFrom(src)
-        g = self.model.graph
+        del inferred
         self.shapes: dict[str, tuple[int, ...] | None] = {}
         self.elem_types: dict[str, int] = {}
         for vi in list(g.input) + list(g.value_info) + list(g.output):
@@ -143,13 +417,16 @@ class OnnxGraph:
                 self.elem_types.setdefault(vi.name, vi.type.tensor_type.elem_type)
         self.constants: dict[str, np.ndarray] = {}
         for init in g.initializer:
-            arr = numpy_helper.to_array(init)
+            if init.name in self._detached:
+                arr = self._detached[init.name]
+            else:
+                arr = tensor_array(init, self.source)
             self.constants[init.name] = arr
             self.shapes[init.name] = tuple(int(d) for d in arr.shape)
             self.elem_types[init.name] = init.data_type
         for n in g.node:
             if n.op_type == "Constant" and n.domain in ("", "ai.onnx") and len(n.output) == 1:
-                arr = _constant_node_value(n)
+                arr = _constant_node_value(n, self.source)
                 if arr is not None:
                     self.constants[n.output[0]] = arr
                     self.shapes[n.output[0]] = tuple(int(d) for d in arr.shape)
@@ -242,6 +519,7 @@ class OnnxGraph:
                 del g.initializer[i]
                 break
         g.initializer.append(numpy_helper.from_array(np.asarray(value), name))
+        self._detached.pop(name, None)
         self.constants[name] = np.asarray(value)
 
     def remove_nodes(self, nodes: Iterable[onnx.NodeProto]) -> None:
@@ -265,15 +543,16 @@ class OnnxGraph:
             if g.initializer[i].name not in used:
                 name = g.initializer[i].name
                 del g.initializer[i]
+                self._detached.pop(name, None)
                 for k in reversed(range(len(g.input))):
                     if g.input[k].name == name:
                         del g.input[k]
 
 
-def _constant_node_value(node: onnx.NodeProto) -> np.ndarray | None:
+def _constant_node_value(node: onnx.NodeProto, source: str = "<model>") -> np.ndarray | None:
     for a in node.attribute:
         if a.name == "value":
-            return numpy_helper.to_array(a.t)
+            return tensor_array(a.t, source, f"the value of Constant node '{node.name}'")
         if a.name == "value_float":
             return np.array(a.f, dtype=np.float32)
         if a.name == "value_floats":

@@ -269,6 +269,8 @@ _UNSAFE = re.compile(r"[\x00-\x20\x7f\"'\\]")
 
 def sanitize_name(name: str) -> str:
     """A Caffe-safe name: whitespace, control characters, quotes and backslashes become '_'."""
+    if isinstance(name, bytes):  # a proto2 string field that is not UTF-8 (OnnxGraph refuses those)
+        name = name.decode("utf-8", "replace")
     out = _UNSAFE.sub("_", name)
     if not out.isascii():
         out = "".join("_" if unicodedata.category(c) in ("Cc", "Cs", "Zl", "Zp", "Zs") else c for c in out)
@@ -293,6 +295,11 @@ class MapContext:
             if t in self._blob:
                 continue
             self._blob[t] = self._unique(sanitize_name(t), self._used_blobs)
+        # Layer and blob names are separate namespaces in Caffe, but each graph input becomes an Input layer
+        # named after its blob: reserve those layer names first, so a node named like an input (legal in
+        # ONNX) gets a suffixed layer name instead of a duplicate.
+        for t in graph.inputs:
+            self._used_layers.add(self._blob[t])
         for n in graph.graph.node:
             self._layer_name[n.name] = self._unique(sanitize_name(n.name), self._used_layers)
 

@@ -20,10 +20,11 @@ about 0.2 s.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -79,11 +80,114 @@ def cv_error_message(err: BaseException) -> str:
     return _CV_ERROR_PREFIX.sub("", text) or type(err).__name__
 
 
+@contextlib.contextmanager
+def _quiet(cv2) -> Iterator[None]:
+    """Silence OpenCV's C++ logger (its "[ERROR:0@...] getLayerShapesRecursively ..." lines on stderr
+    repeat what the cv2.error we report says), restoring the previous level afterwards."""
+    log = getattr(getattr(cv2, "utils", None), "logging", None)
+    if log is None or not hasattr(log, "setLogLevel"):
+        yield
+        return
+    previous = log.getLogLevel()
+    log.setLogLevel(log.LOG_LEVEL_SILENT)
+    try:
+        yield
+    finally:
+        log.setLogLevel(previous)
+
+
+# Layer types whose learned blobs must come from the caffemodel (Scale/Bias only with one bottom).
+_WEIGHTED = {"Convolution", "Deconvolution", "InnerProduct", "BatchNorm", "PReLU", "Embed"}
+
+
+def _spatial(values: Sequence[int], h: int, w: int, n: int, default: int | None) -> list[int] | None:
+    if h or w:
+        return [h, w]
+    vals = list(values)
+    if not vals:
+        return None if default is None else [default] * n
+    return vals * n if len(vals) == 1 else vals
+
+
+def _blob_problem(lp, blobs: list[np.ndarray]) -> str | None:
+    """Why the blobs cannot belong to layer `lp` (a LayerParameter) as the prototxt declares it, or None.
+    Only what the layer's own parameters decide (no input shapes): output count, kernel size, blob count."""
+    shapes = [tuple(int(d) for d in b.shape) for b in blobs]
+    t = lp.type
+    if t in ("Convolution", "Deconvolution"):
+        cp = lp.convolution_param
+        want = 1 + (1 if cp.bias_term else 0)
+        if len(blobs) != want:
+            return f"{len(blobs)} blob(s), the layer needs {want}"
+        w = shapes[0]
+        if len(w) < 3:
+            return f"weights of shape {w}, expected N-D convolution weights"
+        n = len(w) - 2
+        kernel = _spatial(cp.kernel_size, cp.kernel_h, cp.kernel_w, n, None)
+        outs = w[0] if t == "Convolution" else w[1] * max(int(cp.group), 1)
+        if outs != cp.num_output:
+            return f"weights of shape {w}, but num_output is {cp.num_output}"
+        if kernel is not None and list(w[2:]) != kernel:
+            return f"weights of shape {w}, but the kernel is {'x'.join(map(str, kernel))}"
+        if want == 2 and blobs[1].size != cp.num_output:
+            return f"bias of shape {shapes[1]}, but num_output is {cp.num_output}"
+    elif t == "InnerProduct":
+        ip = lp.inner_product_param
+        want = 1 + (1 if ip.bias_term else 0)
+        if len(blobs) != want:
+            return f"{len(blobs)} blob(s), the layer needs {want}"
+        w = shapes[0]
+        rows = (w[-1] if ip.transpose else w[-2]) if len(w) >= 2 else None
+        if rows != ip.num_output:
+            return f"weights of shape {w}, but num_output is {ip.num_output}"
+        if want == 2 and blobs[1].size != ip.num_output:
+            return f"bias of shape {shapes[1]}, but num_output is {ip.num_output}"
+    elif t == "BatchNorm":
+        if len(blobs) != 3:
+            return f"{len(blobs)} blob(s), BatchNorm needs 3 (mean, variance, scale factor)"
+        if blobs[0].size != blobs[1].size or blobs[2].size != 1:
+            return f"blobs of shapes {shapes}, expected mean and variance of one size and a 1-element factor"
+    return None
+
+
+def diagnose_weights(prototxt: Path, caffemodel: Path | None) -> str | None:
+    """After OpenCV refused a model: the first layer whose caffemodel blobs contradict the prototxt (or that
+    has none although it needs them), as a message naming the layer and the caffemodel; None when no such
+    layer is found (or the files cannot be read here)."""
+    if caffemodel is None:
+        return None
+    try:
+        from google.protobuf import text_format
+
+        from onnx2caffe.caffe_net import read_caffemodel
+        from onnx2caffe.proto import caffe_pb2
+
+        net = caffe_pb2.NetParameter()
+        text_format.Parse(prototxt.read_text(encoding="utf-8"), net, allow_unknown_field=True)
+        blobs = read_caffemodel(caffemodel).blobs()
+    except Exception:
+        return None
+    for lp in net.layer:
+        if lp.name in blobs and blobs[lp.name]:
+            why = _blob_problem(lp, blobs[lp.name])
+            if why:
+                return f"{caffemodel.name}: layer {lp.name!r} ({lp.type}): {why}"
+        elif lp.type in _WEIGHTED or (lp.type in ("Scale", "Bias") and len(lp.bottom) == 1):
+            return f"{caffemodel.name}: layer {lp.name!r} ({lp.type}) has no weights in it"
+    return None
+
+
+def _failure(what: str, prototxt: Path, caffemodel: Path | None, err: BaseException) -> RuntimeExecutionError:
+    message = f"opencv: {what} {prototxt} failed: {cv_error_message(err)}"
+    found = diagnose_weights(prototxt, caffemodel)
+    return RuntimeExecutionError(f"{message} ({found})" if found else message)
+
+
 @functools.cache
 def _probe_layer_types(cv_version: str) -> frozenset[str]:
     cv2 = _cv2()
     supported = {"Input"}  # handled by the importer itself (becomes the net input)
-    with tempfile.TemporaryDirectory(prefix="onnx2caffe-probe-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="onnx2caffe-probe-") as tmp, _quiet(cv2):
         path = Path(tmp) / "probe.prototxt"
         for layer_type in CANDIDATE_LAYER_TYPES:
             if layer_type == "Input":
@@ -143,15 +247,18 @@ class OpenCVModel(LoadedModel):
         self._cv2 = cv2
         legacy_inputs, layers = _read_layers(prototxt)
         try:
-            if caffemodel is None:
-                net = cv2.dnn.readNetFromCaffe(str(prototxt))
-            else:
-                net = cv2.dnn.readNetFromCaffe(str(prototxt), str(caffemodel))
-            net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
-            net.setPreferableTarget(cv2.dnn.DNN_TARGET_CPU)
-            net.enableFusion(False)
+            with _quiet(cv2):
+                if caffemodel is None:
+                    net = cv2.dnn.readNetFromCaffe(str(prototxt))
+                else:
+                    net = cv2.dnn.readNetFromCaffe(str(prototxt), str(caffemodel))
+                net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
+                net.setPreferableTarget(cv2.dnn.DNN_TARGET_CPU)
+                net.enableFusion(False)
         except cv2.error as e:
-            raise RuntimeExecutionError(f"opencv: cannot load {prototxt}: {cv_error_message(e)}") from None
+            message = f"opencv: cannot load {prototxt}: {cv_error_message(e)}"
+            found = diagnose_weights(prototxt, caffemodel)
+            raise RuntimeExecutionError(f"{message} ({found})" if found else message) from None
         self._net = net
 
         # blob -> ("", input name) for net inputs, or (OpenCV layer name, output index): last writer wins.
@@ -226,13 +333,12 @@ class OpenCVModel(LoadedModel):
             )
         layer_names = list(dict.fromkeys(self._where[n][0] for n in wanted if self._where[n][0]))
         try:
-            for name, arr in arrays.items():
-                self._net.setInput(arr, name)
-            retrieved = self._net.forwardAndRetrieve(layer_names) if layer_names else []
+            with _quiet(cv2):
+                for name, arr in arrays.items():
+                    self._net.setInput(arr, name)
+                retrieved = self._net.forwardAndRetrieve(layer_names) if layer_names else []
         except cv2.error as e:
-            raise RuntimeExecutionError(
-                f"opencv: running {self.prototxt} failed: {cv_error_message(e)}"
-            ) from None
+            raise _failure("running", self.prototxt, self.caffemodel, e) from None
         by_layer = dict(zip(layer_names, retrieved, strict=True))
         result = {}
         for n in wanted:
