@@ -6,7 +6,7 @@ Two models, written as ONNX files first (built directly with onnx.helper, random
   * synthetic  3 Gemm layers of 11264 x 11264 float32 (1.52 GB of weights) on a 1x11264 input
 
 Each conversion (--no-check: the check runs onnxruntime and Caffe on the weights again, in other processes)
-runs in a fresh subprocess; the parent reads the child's peak RSS (ru_maxrss of RUSAGE_CHILDREN). A second
+runs in a fresh subprocess; the child reports its own peak RSS (VmHWM). A second
 subprocess runs the steps of convert() one by one (onnx load + check, passes incl. fold_constants, mapping
 to Caffe layers, writing) and reads VmRSS after each step and VmHWM (peak) during it (the peak is reset
 before each step through /proc/self/clear_refs), to show which step holds how many copies of the weights.
@@ -139,10 +139,12 @@ print(json.dumps(rows))
 def run_convert(onnx_path: str, prefix: str) -> tuple[int, float]:
     """`onnx2caffe convert --no-check` in a fresh child; (its peak RSS in bytes, seconds)."""
     code = (
-        "import resource, sys\n"
+        "import sys\n"
         "from onnx2caffe.cli import main\n"
         "rc = main(['convert', sys.argv[1], '-o', sys.argv[2], '--no-check'])\n"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)\n"
+        # VmHWM belongs to this process's own address space; ru_maxrss would carry over the parent's peak
+        # across fork + exec (Linux keeps the larger of the two), and the parent built the models.
+        "print([int(l.split()[1]) * 1024 for l in open('/proc/self/status') if l.startswith('VmHWM')][0])\n"
         "sys.exit(rc)\n"
     )
     t = time.perf_counter()
@@ -163,9 +165,9 @@ def run_steps(onnx_path: str, prefix: str) -> list[dict]:
 
 def baseline_rss() -> int:
     code = (
-        "import resource\nimport onnx2caffe.convert, onnx2caffe.cli_convert\n"
+        "import onnx2caffe.convert, onnx2caffe.cli_convert\n"
         "from onnx2caffe import op_mappers\nop_mappers.load_all()\n"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)\n"
+        "print([int(l.split()[1]) * 1024 for l in open('/proc/self/status') if l.startswith('VmHWM')][0])\n"
     )
     return int(
         subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

@@ -26,6 +26,7 @@ import contextlib
 import difflib
 import importlib
 import importlib.util
+import inspect
 import io
 import logging
 import os
@@ -235,8 +236,13 @@ def _torchvision_model(name: str, kwargs: Mapping[str, Any]) -> Any:
         close = difflib.get_close_matches(name, names, n=3)
         hint = f" (did you mean {', '.join(close)}?)" if close else " (see torchvision.models.list_models())"
         raise ExportError(f"unknown torchvision model {name!r}{hint}")
+    kwargs = dict(kwargs)
+    builder = torchvision.models.get_model_builder(name)
+    if "weights_backbone" in inspect.signature(builder).parameters:
+        # segmentation/detection builders would otherwise download ImageNet weights for their backbone
+        kwargs.setdefault("weights_backbone", None)
     try:
-        return torchvision.models.get_model(name, weights=None, **dict(kwargs))
+        return builder(weights=None, **kwargs)
     except Exception as err:
         raise ExportError(f"building torchvision model {name!r} failed: {_one_line(err)}") from None
 
@@ -554,7 +560,10 @@ def export_onnx(
     with tempfile.TemporaryDirectory(prefix="onnx2caffe-export-") as tmp:
         path = os.path.join(tmp, "model.onnx")
         try:
-            with _quiet_exporter(log) as caught, torch.no_grad():
+            # no_grad only for dynamo: under no_grad nn.MultiheadAttention takes its fused fast path,
+            # which the TorchScript exporter cannot export (aten::_native_multi_head_attention)
+            grad_ctx = torch.no_grad() if exporter == "dynamo" else contextlib.nullcontext()
+            with _quiet_exporter(log) as caught, grad_ctx:
                 if exporter == "dynamo":
                     torch.onnx.export(
                         model,

@@ -97,6 +97,11 @@ def export(
         max_rel=max_rel,
     )
     if out_path is not None:
+        folder = os.path.dirname(os.path.abspath(out_path))
+        try:
+            os.makedirs(folder, exist_ok=True)  # as convert does for its prefix
+        except OSError as err:
+            raise OutputFileError(f"cannot create output folder {folder}: {err.strerror}") from None
         try:
             data = result.model.SerializeToString()
         except ValueError as err:  # protobuf refuses messages over 2 GB
