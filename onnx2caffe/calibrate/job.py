@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -344,41 +345,110 @@ def _threshold(st: BlobStats, cfg: Config, q: QuantLayer, warn) -> tuple[M.Thres
     return th, clipped
 
 
+@dataclass
+class _Kept:
+    """One blob of one image, as pass 2 needs it: the values (float32, 1-D) and how many zeros the blob
+    had. mode "abs": |x|, without the zeros when `packed` (else with them); "pos": the x > 0 only (the
+    legacy histogram drops negatives and counts zeros in bin 0); "signed": the non-zero x when
+    `packed`, else all of x."""
+
+    values: np.ndarray
+    zeros: int
+    packed: bool
+
+
+# a blob is packed (its zeros dropped) when at least this share of it is zero: ReLU outputs halve
+_PACK_ZEROS = 0.25
+
+
+def _keep(a: np.ndarray, mode: str) -> tuple[_Kept, float]:
+    """What pass 2 needs of one blob, and its absmax."""
+    v = a.ravel()
+    if not v.size:
+        return _Kept(np.zeros(0, np.float32), 0, True), 0.0
+    nnz = int(np.count_nonzero(v))
+    zeros = v.size - nnz
+    pack = zeros >= _PACK_ZEROS * v.size
+    if mode == "pos":
+        absmax = max(float(v.max()), -float(v.min()))
+        return _Kept(v[v > 0], zeros, True), absmax
+    if pack:
+        v = v[v != 0]
+    if mode == "abs":
+        v = np.abs(v)
+        return _Kept(v, zeros, pack), float(v.max()) if v.size else 0.0
+    absmax = max(float(v.max()), -float(v.min())) if v.size else 0.0
+    return _Kept(v, zeros, pack), absmax
+
+
+def _ncnn_counts(k: _Kept, absmax: float, signed: bool) -> np.ndarray:
+    """ncnn's bins of the non-zero |x|: int(|x| / absmax * 2048) in float32 (x 2048 is exact), capped at
+    2047 (the value 2048 exactly, |x| == absmax, is folded into bin 2047)."""
+    v = np.divide(np.abs(k.values) if signed else k.values, np.float32(absmax))
+    np.multiply(v, np.float32(M.NUM_BINS), out=v)
+    counts = np.bincount(v.astype(np.intp), minlength=M.NUM_BINS + 1)
+    counts[M.NUM_BINS - 1] += counts[M.NUM_BINS]
+    counts = counts[: M.NUM_BINS]
+    if not k.packed:  # the zeros are still there, in bin 0: ncnn skips them
+        counts[0] -= k.zeros
+    return counts
+
+
 def _collect(model, in_name: str, blobs: Sequence[str], paths, pre, cfg: Config, warn):
+    """Pass 1 (absmax per blob; the activations kept in memory while they fit in cfg.cache_mb) and
+    pass 2 (histograms: from memory, else from a second forward). The forward of the next image runs in
+    a helper thread while this one works on the previous image's blobs (the runtimes release the GIL
+    while the net runs: OpenCV in its C++ code, pycaffe waiting on its worker process)."""
     stats = {b: BlobStats() for b in blobs}
     need_ncnn_hist = cfg.method in ("kl", "percentile") or cfg.report
     need_legacy_hist = cfg.method == "kl-legacy"
     need_pass2 = need_ncnn_hist or need_legacy_hist
+    mode = "signed" if need_ncnn_hist and need_legacy_hist else ("pos" if need_legacy_hist else "abs")
     budget = cfg.cache_mb * 2**20 if need_pass2 else 0
-    cache: dict[int, dict[str, np.ndarray]] = {}
+    cache: dict[int, dict[str, _Kept]] = {}
     cached_bytes = 0
     good: list[int] = []
     skipped = 0
+    wanted = list(blobs)
+
+    def observe(i: int, outs: dict[str, np.ndarray]) -> None:
+        nonlocal cached_bytes
+        good.append(i)
+        kept = {}
+        for b in blobs:
+            a = outs[b]
+            st = stats[b]
+            st.numel = int(a.size)
+            if need_pass2:
+                kept[b], absmax = _keep(a, mode)
+            else:
+                absmax = float(np.max(np.abs(a))) if a.size else 0.0
+            st.absmax = max(st.absmax, absmax)
+        size = sum(k.values.nbytes for k in kept.values())
+        if need_pass2 and cached_bytes + size <= budget:
+            cache[i] = kept
+            cached_bytes += size
 
     t0 = time.perf_counter()
     bar = Progress(len(paths), "pass 1/2 (ranges)" if need_pass2 else "pass 1/1 (ranges)", cfg.progress)
     try:
-        for i, _path, x in iter_inputs(paths, pre, cfg.workers):
-            bar.update()
-            if isinstance(x, BadInput):
-                if cfg.progress:
-                    bar.write(f"onnx2caffe: warning: skipping {x}")
-                else:
-                    warn(f"skipping {x}")
-                skipped += 1
-                continue
-            outs = model.run({in_name: x}, outputs=list(blobs))
-            good.append(i)
-            for b in blobs:
-                a = outs[b]
-                st = stats[b]
-                if a.size:
-                    st.absmax = max(st.absmax, float(np.max(np.abs(a))))
-                st.numel = int(a.size)
-            size = sum(outs[b].nbytes for b in blobs)
-            if cached_bytes + size <= budget:
-                cache[i] = {b: outs[b] for b in blobs}
-                cached_bytes += size
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="calib-forward") as fwd:
+            pending = None
+            for i, _path, x in iter_inputs(paths, pre, cfg.workers):
+                bar.update()
+                if isinstance(x, BadInput):
+                    if cfg.progress:
+                        bar.write(f"onnx2caffe: warning: skipping {x}")
+                    else:
+                        warn(f"skipping {x}")
+                    skipped += 1
+                    continue
+                nxt = (i, fwd.submit(model.run, {in_name: x}, outputs=wanted))
+                if pending is not None:
+                    observe(pending[0], pending[1].result())
+                pending = nxt
+            if pending is not None:
+                observe(pending[0], pending[1].result())
     finally:
         bar.close()
     t1 = time.perf_counter()
@@ -391,40 +461,41 @@ def _collect(model, in_name: str, blobs: Sequence[str], paths, pre, cfg: Config,
                 st.hist = np.zeros(M.NUM_BINS, np.int64) if need_ncnn_hist else None
                 st.legacy_hist = np.zeros(M.NUM_BINS, np.int64) if need_legacy_hist else None
 
-        def accumulate(outs):
+        def accumulate(kept: dict[str, _Kept]) -> None:
             for b in blobs:
                 st = stats[b]
                 if st.absmax <= 0:
                     continue
-                a = outs[b]
+                k = kept[b]
                 if st.hist is not None:
-                    # ncnn's bin: int(|x| / absmax * 2048) in float32 (x 2048 is exact), capped at 2047;
-                    # zeros land in bin 0 here and are taken out again (ncnn skips them)
-                    v = np.abs(a.ravel())
-                    np.divide(v, np.float32(st.absmax), out=v)
-                    np.multiply(v, np.float32(M.NUM_BINS), out=v)
-                    idx = v.astype(np.int32)
-                    np.minimum(idx, M.NUM_BINS - 1, out=idx)
-                    counts = np.bincount(idx, minlength=M.NUM_BINS)
-                    zeros = a.size - np.count_nonzero(a)
-                    counts[0] -= zeros
-                    st.zeros += zeros
-                    st.hist += counts
+                    st.hist += _ncnn_counts(k, st.absmax, mode == "signed")
+                    st.zeros += k.zeros
                 if st.legacy_hist is not None:
-                    st.legacy_hist += M.legacy_histogram(a, np.float32(st.absmax))
+                    # np.histogram over [0, absmax] of the signed blob: negatives fall outside, zeros in bin 0
+                    pos = k.values if mode == "pos" else k.values[k.values > 0]
+                    st.legacy_hist += M.legacy_histogram(pos, np.float32(st.absmax))
+                    st.legacy_hist[0] += k.zeros
 
         bar = Progress(len(good), "pass 2/2 (histograms)", cfg.progress)
         try:
+            rest = [i for i in good if i not in cache]
             for i in [i for i in good if i in cache]:
                 accumulate(cache.pop(i))
                 bar.update()
-            rest = [paths[i] for i in good if i not in cache]
             if rest:
-                for _, _, x in iter_inputs(rest, pre, cfg.workers):
-                    if isinstance(x, BadInput):  # readable in pass 1: the file changed meanwhile
-                        raise InputFileError(f"{x} (it was readable in pass 1)")
-                    accumulate(model.run({in_name: x}, outputs=list(blobs)))
-                    bar.update()
+                with ThreadPoolExecutor(max_workers=1, thread_name_prefix="calib-forward") as fwd:
+                    pending = None
+                    for _, _path, x in iter_inputs([paths[i] for i in rest], pre, cfg.workers):
+                        if isinstance(x, BadInput):  # readable in pass 1: the file changed meanwhile
+                            raise InputFileError(f"{x} (it was readable in pass 1)")
+                        nxt = fwd.submit(model.run, {in_name: x}, outputs=wanted)
+                        if pending is not None:
+                            accumulate({b: _keep(a, mode)[0] for b, a in pending.result().items()})
+                            bar.update()
+                        pending = nxt
+                    if pending is not None:
+                        accumulate({b: _keep(a, mode)[0] for b, a in pending.result().items()})
+                        bar.update()
         finally:
             bar.close()
     t2 = time.perf_counter()

@@ -16,17 +16,22 @@ bins T..2047 added to bin T-1; Q = the first T normalised bins merged into 128 b
 get their share) + 1e-4; no masking, no renormalising; KL = sum P ln(P/Q) accumulated in float32; the
 first minimum wins; threshold = (T + 0.5) * absmax / 2048, all in float32.
 
-Fast and exact: all 1920 candidates are first scored in float64 in closed form (prefix sums over the
-histogram; arrays of 1920 x 128, no 2048 x 2048 work), then every candidate whose float64 score is
-within a rigorous bound of ncnn's float32 rounding error of the best is re-scored by an exact float32
-emulation of ncnn's loops (same operation order, sequential float32 sums, vectorised over candidates), and
-the first minimum of those float32 values is taken. The only operation that is not bit-identical is
+Fast and exact (a few ms per blob), in four steps: (1) an O(1)-per-candidate floor of ncnn's float32 KL
+(a few blocks scored exactly, the log-sum inequality for the rest, less a rigorous rounding bound);
+(2) the float64 closed form (prefix sums over the histogram, one log per block and per cut bin, laid out
+(block, candidate) so numpy runs along long rows) on every 16th candidate, whose best value plus its
+bound is an upper bound U of the best float32 value; (3) the closed form, with a rigorous bound of ncnn's
+float32 rounding error, on every candidate whose floor does not exceed U; (4) every candidate whose
+bounded interval reaches the best one is re-scored by an exact float32 emulation of ncnn's loops (same
+operation order, sequential float32 sums via np.add.accumulate, vectorised over candidates), and the
+first minimum of those float32 values is taken. The only operation that is not bit-identical is
 ``logf``: we use the correctly rounded float32 logarithm (glibc's logf is within 0.82 ulp of it), so a
 choice can differ only where two candidates tie to the last float32 bit.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -88,89 +93,183 @@ def normalize_ncnn(hist: np.ndarray) -> np.ndarray:
     return (hist / hist.sum()).astype(np.float32)
 
 
-def _kl64_all(h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """float64 KL of every candidate T = 128..2047 (closed form) and a bound on how far ncnn's float32
-    value can be from it. h: the normalised histogram (float32 values, as float64)."""
+@functools.lru_cache(maxsize=8)
+def _screen_geometry(n_bins: int) -> dict[str, np.ndarray]:
+    """Everything about the candidates T = 128..n_bins-1 that does not depend on the histogram, laid out
+    (edge or block, candidate) so that every pass runs over long contiguous rows."""
     eps = float(_F32(KL_EPS))
-    n_bins = h.size
-    ts = np.arange(TARGET_BINS, n_bins)  # candidates
+    ts = np.arange(TARGET_BINS, n_bins)
+    num = np.arange(TARGET_BINS + 1)[:, None] * ts[None, :]  # 128 x edge j of candidate T: exact integers
+    fl = num // TARGET_BINS  # the bin holding edge j (edge 128 = T)
+    fr = (num % TARGET_BINS) / TARGET_BINS  # where in that bin the edge lies
+    # the bin at every inner edge (cut or not) is scored apart; the other bins of block j are its own
+    inner = np.ones((TARGET_BINS, 1))
+    inner[0] = 0.0
+    own = (fl[1:] - fl[:-1] - inner).astype(np.float64)
+    geo = {
+        "ts": ts,
+        "n": ts / TARGET_BINS,
+        "inv_n": TARGET_BINS / ts,
+        "fl": fl,
+        "fr": fr,
+        "fr_inner": fr[1:-1],
+        "head": inner * (1.0 - fr[:-1]),  # share of block j's inner-edge bin that lies in block j
+        "eps_own": eps * own,
+    }
+    for v in geo.values():
+        v.setflags(write=False)
+    return geo
+
+
+def _scalars(h: np.ndarray, ts: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-candidate quantities of the closed form and of the error bound that need no block loop."""
+    eps = float(_F32(KL_EPS))
     S = np.concatenate(([0.0], np.cumsum(h)))  # S[k] = sum h[:k]
-    hpad = np.concatenate((h, [0.0]))
-    Pbase = h + eps
-    lnPbase = np.log(Pbase)
-    f = Pbase * lnPbase
-    F = np.concatenate(([0.0], np.cumsum(f)))
-    Fabs = np.concatenate(([0.0], np.cumsum(np.abs(f))))
+    p = h + eps
+    F = np.concatenate(([0.0], np.cumsum(p * np.log(p))))  # F[k] = sum P ln P over bins < k
     total = S[-1]
-
-    n = ts / TARGET_BINS  # block width, exact dyadic
-    j = np.arange(TARGET_BINS + 1)
-    x = j[None, :] * n[:, None]  # block edges, (nT, 129), exact
-    fl = np.floor(x).astype(np.int64)
-    fr = x - fl
-    # C(x) = integral of the piecewise-constant histogram over [0, x)
-    C = S[fl] + fr * hpad[fl]  # fr == 0 where fl == T (the last edge)
-    mass = np.diff(C, axis=1)  # (nT, 128)
-    Q = mass / n[:, None]
-    lnE = np.log(eps + Q)
-
-    lu = np.ceil(x[:, :-1]).astype(np.int64)  # first full bin of each block
-    rl = fl[:, 1:]  # one past its last full bin
-    full = rl - lu
-    interior_P = S[rl] - S[lu] + eps * full
-    interior_PlnP = F[rl] - F[lu]
-    interior_W = Fabs[rl] - Fabs[lu]
-    # bin T-1 (the last full bin of block 127) holds the clipped tail: P[T-1] = eps + sum h[T-1:]
-    plast = eps + (total - S[ts - 1])
-    lnE_last = lnE[:, -1]
-    interior_P[:, -1] += plast - Pbase[ts - 1]
-    interior_PlnP[:, -1] += plast * np.log(plast) - f[ts - 1]
-    interior_W[:, -1] += plast * abs(np.log(plast)) - np.abs(f[ts - 1])
-    contrib = interior_PlnP - interior_P * lnE
-    W = interior_W + interior_P * np.abs(lnE)
-    # a bin split between block j and block j+1 (edge j+1 fractional) closes block j
-    frj = fr[:, 1:-1]
-    split = (frj > 0).astype(np.float64)
-    b = fl[:, 1:-1]
-    lnEb = np.log(eps + frj * Q[:, :-1] + (1.0 - frj) * Q[:, 1:])  # split bins' E (harmless elsewhere)
-    Pb = Pbase[b] * split
-    lnPb = lnPbase[b]
-    contrib[:, :-1] += Pb * (lnPb - lnEb)
-    W[:, :-1] += Pb * (np.abs(lnPb) + np.abs(lnEb))
-    nbins = full.astype(np.float64)
-    nbins[:, :-1] += split
-    partial = np.cumsum(contrib, axis=1)
-    kl = partial[:, -1]
-    # ncnn's float32 rounding, bounded: the sequential sum adds <= u * |partial sum| per term, and a
-    # partial sum inside block j is within W_j (its sum of |terms|) of the block's end values; each
-    # term's P/E carries <= (n + 8) u relative error (Q sums <= n + 2 values), the product and the
-    # log 2 u more; P[T-1] is a float32 sum with one rounding per non-zero tail bin.
-    prev = np.concatenate((np.zeros((kl.size, 1)), partial[:, :-1]), axis=1)
-    acc_err = np.sum(nbins * (np.maximum(np.abs(prev), np.abs(partial)) + W), axis=1)
-    sumP = 1.0 + eps * ts
-    term_err = (n + 8) * sumP + 2 * np.sum(W, axis=1)
+    plast = eps + (total - S[ts - 1])  # P[T-1] takes the clipped tail
+    sumE = S[ts] + eps * ts
+    sumP = total + eps * ts
     tail_adds = np.concatenate((np.cumsum((h != 0)[::-1])[::-1], [0]))[ts] + 1  # adding 0.0 is exact
-    tail_err = tail_adds * plast * (np.abs(np.log(plast) - lnE_last) + 1.0)
-    err = 1.5 * _U32 * (acc_err + term_err + tail_err) + 1e-12
-    return kl, err
+    return {
+        "S": S,
+        "F": F,
+        "p": p,
+        "total": total,
+        "plast": plast,
+        "A": F[ts - 1] + plast * np.log(plast),  # sum P ln P over the T bins
+        "sumE": sumE,
+        "sumP": sumP,
+        "tail": sumP - sumE,
+        "tail_adds": tail_adds,
+        "n": ts / TARGET_BINS,
+    }
+
+
+def _error_bound(
+    sc: dict[str, np.ndarray], ts: np.ndarray, kl: np.ndarray, lnE_last: np.ndarray
+) -> np.ndarray:
+    """A rigorous bound on |ncnn's float32 KL - the exact KL| (u = 2^-24 per operation, 1.5x for
+    second-order terms), for candidates whose exact KL is at most `kl`:
+    * the sequential sum adds <= u |s_k| per term. Each term t_i = P_i ln(P_i/E_i) >= P_i - E_i, so
+      d_k <= s_k <= d_k + KL - D with d_k = sum_(i<=k) (P_i - E_i) and D = sum P - sum E (the tail);
+      d_k is the gap between the histogram's integral and its per-block linear interpolation at k+1
+      (plus D at k = T-1), at most the mass of the block holding k+1; a block holds <= n+1 such points:
+      sum_k |s_k| <= (n + 1) sum E + D + T (KL - D).
+    * each term: E_i carries <= (n + 6) u relative error (a q sums <= n + 2 rounded values, then a
+      division, + eps, and a split bin's two products and sums), P_i u, the ratio u, the log and the
+      product u |t_i| each: <= (n + 9) u P_i + 3 u |t_i|, and sum |t_i| <= KL + 2 sum E.
+    * P[T-1] is a float32 sum with one rounding per non-zero tail bin.
+    Plus 1e-12 (|sum P ln P| + 1) for the float64 closed form's own cancellation."""
+    n, sumE, sumP, tail, plast = sc["n"], sc["sumE"], sc["sumP"], sc["tail"], sc["plast"]
+    acc = (n + 1) * sumE + tail + ts * np.maximum(kl - tail, 0.0)
+    term = (n + 9) * sumP + 3 * (np.abs(kl) + 2 * sumE)
+    tail_err = sc["tail_adds"] * plast * (np.abs(np.log(plast) - lnE_last) + 1.0)
+    return 1.5 * _U32 * (acc + term + tail_err) + 1e-12 * (np.abs(sc["A"]) + 1.0)
+
+
+def _kl64_screen(h: np.ndarray, cols: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """KL of the candidates T = 128 + cols (all of 128..size-1 by default) in float64 (closed form; h: the
+    normalised histogram, float32 values as float64), and a rigorous bound on how far ncnn's float32
+    value can be from it (_error_bound).
+
+    With E the expanded Q (+eps) and P the clipped histogram (+eps): KL = sum P ln P - sum P ln E. The
+    first sum is a prefix sum; E is constant over the bins a block owns (its mass / n + eps), and the bin
+    at an inner edge j gets E_b = fr E_(j-1) + (1 - fr) E_j (fr = 0 when the edge is a bin boundary: then
+    E_b = E_j exactly), so the second sum takes one log per block and one per inner edge."""
+    eps = float(_F32(KL_EPS))
+    geo = _screen_geometry(h.size)
+    if cols is None:
+        ts, fl, fr, head, eps_own, inv_n = (geo[k] for k in ("ts", "fl", "fr", "head", "eps_own", "inv_n"))
+    else:
+        ts, inv_n = geo["ts"][cols], geo["inv_n"][cols]
+        fl, fr, head, eps_own = (np.take(geo[k], cols, axis=1) for k in ("fl", "fr", "head", "eps_own"))
+    sc = _scalars(h, ts)
+    S = sc["S"]
+    SG = S[fl]
+    HG = h[fl]  # fl <= T <= size - 1
+    frHG = fr * HG
+    C = SG + frHG  # integral of the histogram up to each edge
+    E = np.diff(C, axis=0)  # block masses
+    Pown = E - frHG[1:]  # P mass of the bins a block owns: its mass less the parts of its edge bins
+    Pown -= head * HG[:-1]
+    Pown += eps_own
+    Pown[-1] += sc["total"] - SG[-1]  # bin T-1 takes the clipped tail
+    E *= inv_n
+    E += eps
+    lnE = np.log(E)
+    B = np.einsum("ij,ij->j", Pown, lnE)
+    Eb = E[:-1] - E[1:]
+    Eb *= fr[1:-1]
+    Eb += E[1:]
+    lnEb = np.log(Eb)
+    Pb = HG[1:-1] + eps
+    B += np.einsum("ij,ij->j", Pb, lnEb)
+    kl = sc["A"] - B
+    return kl, _error_bound(sc, ts, kl, lnE[-1])
+
+
+# blocks scored exactly by the lower bound: the first ones (where a heavy-tailed histogram's mass sits)
+# and the last one (the clipped tail)
+_LB_BLOCKS = (*range(8), TARGET_BINS - 1)
+
+
+def _kl32_floor(h: np.ndarray) -> np.ndarray:
+    """For every candidate, a number ncnn's float32 KL is sure to reach, in O(1) per candidate: the
+    exact terms of the bins owned by the blocks _LB_BLOCKS, plus the log-sum inequality for all other bins
+    (sum P ln(P/E) >= P_R ln(P_R/E_R) over any set R), less the error bound (the exact KL is >= that
+    lower bound and >= 0, and the bound's KL-dependent part is a factor 1.5 u (T + 3) of it)."""
+    eps = float(_F32(KL_EPS))
+    geo = _screen_geometry(h.size)
+    ts = geo["ts"]
+    sc = _scalars(h, ts)
+    S, F = sc["S"], sc["F"]
+    edges = sorted({e for j in _LB_BLOCKS for e in (j, j + 1)})
+    fl = {e: geo["fl"][e] for e in edges}
+    C = {e: S[fl[e]] + geo["fr"][e] * h[fl[e]] for e in edges}
+    lb = np.zeros(ts.size)
+    PJ = np.zeros(ts.size)
+    EJ = np.zeros(ts.size)
+    lnE_last = np.zeros(ts.size)
+    for j in _LB_BLOCKS:  # the last one is block 127
+        E = eps + (C[j + 1] - C[j]) * geo["inv_n"]
+        lo = fl[j] + (j > 0)  # the bin at an inner edge belongs to no block here (as in _kl64_screen)
+        hi = fl[j + 1]
+        Pown = S[hi] - S[lo] + eps * (hi - lo)
+        PlnP = F[hi] - F[lo]
+        if j == TARGET_BINS - 1:
+            Pown = Pown + (sc["total"] - S[ts])
+            PlnP = PlnP - sc["p"][ts - 1] * np.log(sc["p"][ts - 1]) + sc["plast"] * np.log(sc["plast"])
+        lnE = np.log(E)
+        lnE_last = lnE
+        lb += PlnP - Pown * lnE
+        PJ += Pown
+        EJ += (hi - lo) * E
+    PR = sc["sumP"] - PJ
+    ER = sc["sumE"] - EJ
+    lb += PR * np.log(PR / ER)
+    klfloor = np.maximum(lb, 0.0)
+    err0 = _error_bound(sc, ts, np.zeros(ts.size), lnE_last)
+    return klfloor * (1.0 - 1.5 * _U32 * (ts + 3)) - err0
+
+
+def _logf(x: np.ndarray) -> np.ndarray:
+    """Correctly rounded float32 logarithm (glibc's logf is within 0.82 ulp of it)."""
+    return np.log(x.astype(np.float64)).astype(np.float32)
 
 
 def _kl32_exact(h32: np.ndarray, ts: np.ndarray) -> np.ndarray:
-    """ncnn2table's float32 KL for the candidates ts, emulating its loops operation by operation
-    (vectorised over candidates; additions of +0.0 stand in for loop iterations that do not exist)."""
+    """ncnn2table's float32 KL for the candidates ts, emulating its loops operation by operation, in the
+    same order (vectorised over candidates; np.add.accumulate sums sequentially, and additions of +0.0
+    stand in for loop iterations that do not exist)."""
     eps = _F32(KL_EPS)
-    n_bins = h32.size
+    ts = np.asarray(ts, dtype=np.int64)
     nc = ts.size
-    hpad = np.concatenate((h32, np.zeros(1, np.float32)))
-    k = np.arange(n_bins)
-    T = ts[:, None]
-
-    # P: clip_distribution
-    P = np.where(k[None, :] < T, eps + h32[None, :], _F32(0))
-    tail = np.zeros((nc, n_bins + 1), np.float32)
-    tail[:, 0] = eps + h32[ts - 1]
-    tail[:, 1:] = np.where(k[None, :] >= T, h32[None, :], _F32(0))
-    P[np.arange(nc), ts - 1] = np.add.accumulate(tail, axis=1)[:, -1]
+    if nc == 0:
+        return np.zeros(0, np.float32)
+    n_bins = h32.size
+    hpad = np.concatenate((h32, np.zeros(1, np.float32)))  # hpad[-1] == hpad[n_bins] == 0
 
     # Q: quantize_distribution (float32 edges are exact: j * T / 128 has at most 18 significant bits)
     npb = ts.astype(np.float32) / _F32(TARGET_BINS)
@@ -181,40 +280,43 @@ def _kl32_exact(h32: np.ndarray, ts: np.ndarray) -> np.ndarray:
     ls = lu.astype(np.float32) - start
     rl = np.floor(end).astype(np.int64)
     rs = end - rl.astype(np.float32)
-    acc = np.where(ls > 0, ls * hpad[np.maximum(lu - 1, 0)], _F32(0))
-    acc = acc + np.where(rs > 0, rs * hpad[np.minimum(rl, n_bins)], _F32(0))
-    width_max = int(np.max(rl - lu)) if nc else 0
-    for t in range(width_max):
-        kk = lu + t
-        acc = acc + np.where(kk < rl, hpad[np.minimum(kk, n_bins)], _F32(0))
-    width = ((rl - lu).astype(np.float32) + ls) + rs
-    Q = acc / width
+    full = rl - lu
+    wmax = int(full.max())
+    parts = np.zeros((nc, TARGET_BINS, wmax + 2), np.float32)
+    parts[:, :, 0] = ls * hpad[lu - 1]  # 0 where ls == 0 (then lu - 1 may be -1: hpad[-1] == 0)
+    parts[:, :, 1] = rs * hpad[np.minimum(rl, n_bins)]
+    k = lu[:, :, None] + np.arange(wmax)[None, None, :]
+    parts[:, :, 2:] = np.where(k < rl[:, :, None], hpad[np.minimum(k, n_bins)], _F32(0))
+    q = np.add.accumulate(parts, axis=2)[:, :, -1]
+    q /= (full.astype(np.float32) + ls) + rs
 
-    # E: expand_distribution. Bin k lies in block jl = floor(k / n) and ends in block jh = ceil((k+1)/n)-1.
-    jl = (k[None, :] * TARGET_BINS) // T
-    jh = -((-(k[None, :] + 1) * TARGET_BINS) // T) - 1
-    valid = k[None, :] < T
-    jl = np.where(valid, jl, 0)
-    jh = np.where(valid, np.minimum(jh, TARGET_BINS - 1), 0)
-    rows = np.arange(nc)[:, None]
-    Ql = Q[rows, jl]
-    Qh = Q[rows, jh]
-    kf = k.astype(np.float32)[None, :]
-    rs_l = (jh.astype(np.float32) * npb[:, None]) - kf  # right part of block jl in bin k
-    ls_h = (kf + _F32(1)) - jh.astype(np.float32) * npb[:, None]  # left part of block jh in bin k
-    E_split = (eps + rs_l * Ql) + ls_h * Qh
-    E = np.where(jl == jh, eps + Ql, E_split)
+    # E: expand_distribution. Bin by bin: the full bins of block j get eps + q_j; a bin cut by edge j
+    # gets (eps + rs_(j-1) q_(j-1)) + ls_j q_j (block j-1 comes first in ncnn's loop).
+    vals = np.empty((nc, 2 * TARGET_BINS - 1), np.float32)
+    vals[:, 0::2] = eps + q
+    vals[:, 1::2] = (eps + rs[:, :-1] * q[:, :-1]) + ls[:, 1:] * q[:, 1:]
+    counts = np.empty((nc, 2 * TARGET_BINS - 1), np.int64)
+    counts[:, 0::2] = full
+    counts[:, 1::2] = ls[:, 1:] > 0
+    width = int(ts.max())
+    p0 = eps + h32[:width]  # clip_distribution: eps + hist for the first T bins
+    E = np.tile(p0, (nc, 1))  # beyond T: E = P, so the term is P * log(1) = 0
+    E[np.arange(width)[None, :] < ts[:, None]] = np.repeat(vals.ravel(), counts.ravel())
+    terms = p0 * _logf(p0 / E)
+
+    # P[T-1]: (eps + hist[T-1]) + hist[T] + ... + hist[n_bins-1], sequential float32
+    rows = np.arange(nc)
+    tl = n_bins - int(ts.min()) + 1
+    tail = hpad[np.minimum(ts[:, None] - 1 + np.arange(tl)[None, :], n_bins)]
+    tail[:, 0] += eps
+    plast = np.add.accumulate(tail, axis=1)[:, -1]
+    terms[rows, ts - 1] = plast * _logf(plast / E[rows, ts - 1])
 
     # KL: result += P * logf(P / E), sequential float32
-    Es = np.where(valid, E, _F32(1))
-    Ps = np.where(valid, P, _F32(1))
-    ratio = Ps / Es
-    lg = np.log(ratio.astype(np.float64)).astype(np.float32)  # correctly rounded logf
-    terms = np.where(valid, Ps * lg, _F32(0))
     return np.add.accumulate(terms, axis=1)[:, -1]
 
 
-def kl_ncnn_bin(hist: np.ndarray, *, exact: bool = True, chunk: int = 24) -> tuple[int, float]:
+def kl_ncnn_bin(hist: np.ndarray, *, exact: bool = True, chunk: int = 32) -> tuple[int, float]:
     """ncnn2table's KL choice on a count histogram (2048 bins in ncnn; any size > 128 works, with
     candidates 128 .. size-1): (T, its float32 KL value).
     exact=False returns the float64 closed-form argmin (no float32 rescoring)."""
@@ -224,18 +326,27 @@ def kl_ncnn_bin(hist: np.ndarray, *, exact: bool = True, chunk: int = 24) -> tup
     if hist.sum() <= 0:
         raise ValueError("empty histogram")
     h32 = normalize_ncnn(hist)
-    kl64, err = _kl64_all(h32.astype(np.float64))
+    h = h32.astype(np.float64)
     if not exact:
+        kl64, _ = _kl64_screen(h)
         i = int(np.argmin(kl64))
         return i + TARGET_BINS, float(kl64[i])
+    # 1. a cheap floor for every candidate; 2. the closed form on a coarse sample gives an upper bound U
+    # of the best float32 value; 3. the closed form on every candidate whose floor does not exceed U
+    # (the others cannot be a minimum); 4. ncnn's exact float32 arithmetic for the near-ties
+    floor = _kl32_floor(h)
+    coarse = np.arange(0, floor.size, 16)
+    kl_c, err_c = _kl64_screen(h, coarse)
+    keep = np.nonzero(floor <= np.min(kl_c + err_c))[0]
+    kl64, err = _kl64_screen(h, keep)
     lower = kl64 - err  # ncnn's float32 value of candidate T is at least this
-    cand = np.nonzero(lower <= np.min(kl64 + err))[0]
+    cand = np.nonzero(lower <= min(np.min(kl64 + err), np.min(kl_c + err_c)))[0]
     cand = cand[np.argsort(lower[cand], kind="stable")]
     best_t, best_v = -1, math.inf
     for s in range(0, cand.size, chunk):
         if lower[cand[s]] > best_v:  # no remaining candidate can reach the best float32 value
             break
-        ts = np.sort(cand[s : s + chunk]) + TARGET_BINS
+        ts = np.sort(keep[cand[s : s + chunk]]) + TARGET_BINS
         vals = _kl32_exact(h32, ts)
         for t, v in zip(ts.tolist(), vals.tolist(), strict=True):
             if v < best_v or (v == best_v and t < best_t):  # ncnn: first minimum in T order
@@ -262,20 +373,22 @@ def _entropy(p: np.ndarray, q: np.ndarray) -> float:
 
 def kl_legacy_value(dist: np.ndarray, t: int) -> float:
     """The Caffe-era tool's KL for one candidate t of the shifted histogram dist (bin 0 dropped):
-    a direct transcription, used to re-score near-ties."""
+    a direct transcription (vectorised over the target bins, same float64 operations), used to
+    re-score near-ties."""
     p = dist[:t].astype(np.float64).copy()
     p[t - 1] += dist[t:].sum()
     is_nonzero = p != 0
     nmb = t // TARGET_BINS
-    quant = np.array([dist[j * nmb : (j + 1) * nmb].sum() for j in range(TARGET_BINS)], dtype=np.float64)
+    quant = dist[: TARGET_BINS * nmb].astype(np.float64).reshape(TARGET_BINS, nmb).sum(axis=1)
     quant[-1] += dist[TARGET_BINS * nmb : t].sum()
+    starts = np.arange(TARGET_BINS) * nmb
+    stops = starts + nmb
+    stops[-1] = t - 1  # the tool's stop = -1
+    nz = np.concatenate(([0], np.cumsum(is_nonzero)))
+    norm = nz[stops] - nz[starts]
+    fill = np.divide(quant, norm, out=np.zeros(TARGET_BINS), where=norm != 0)
     q = np.zeros(t)
-    for j in range(TARGET_BINS):
-        start = j * nmb
-        stop = t - 1 if j == TARGET_BINS - 1 else start + nmb  # the tool's stop = -1
-        norm = is_nonzero[start:stop].sum()
-        if norm:
-            q[start:stop] = quant[j] / norm
+    q[: t - 1] = np.repeat(fill, stops - starts)
     q[~is_nonzero] = 0
     p[p == 0] = KL_EPS
     q[q == 0] = KL_EPS
@@ -287,7 +400,9 @@ def kl_legacy_bin(hist: np.ndarray) -> tuple[int, float]:
     Bin 0 is dropped; T runs over 128..2046 of the shifted histogram; integer merging (T // 128 bins per
     target bin, the remainder into the last), the merged count averaged over the non-zero source bins
     (the last target bin stops one short: its last source bin keeps 1e-4), zeros -> 1e-4 in count
-    units, scipy's normalised KL, first minimum. Closed form in float64, near-ties re-scored directly."""
+    units, scipy's normalised KL, first minimum. Closed form in float64, near-ties re-scored directly.
+    Target bins 0..126 of every candidate with the same T // 128 are the same bins: they are scored once
+    per width (at most 16 widths), only the last target bin per candidate."""
     hist = np.asarray(hist, dtype=np.float64)
     d = hist[1:]
     if not np.any(d):
@@ -299,29 +414,34 @@ def kl_legacy_bin(hist: np.ndarray) -> tuple[int, float]:
     S = np.concatenate(([0.0], np.cumsum(d)))
     N = np.concatenate(([0], np.cumsum(nz)))
     pz = np.where(nz, d, eps)
-    g = pz * np.log(pz)
-    G = np.concatenate(([0.0], np.cumsum(g)))
+    G = np.concatenate(([0.0], np.cumsum(pz * np.log(pz))))
     Z = np.concatenate(([0.0], np.cumsum(pz)))
     plast_raw = S[-1] - S[ts - 1]  # d[T-1] + tail
     plast = np.where(plast_raw != 0, plast_raw, eps)
 
     nmb = ts // TARGET_BINS
-    j = np.arange(TARGET_BINS)
-    start = j[None, :] * nmb[:, None]
-    stop = np.where(j[None, :] == TARGET_BINS - 1, ts[:, None] - 1, start + nmb[:, None])
-    quant = S[np.minimum(start + nmb[:, None], ts[:, None])] - S[start]
-    quant[:, -1] = S[ts] - S[start[:, -1]]
-    norm = N[stop] - N[start]
-    mass = S[stop] - S[start]  # p mass of the non-zero bins inside each block's q range
+    # target bins 0..126, per width w: [j w, (j + 1) w)
+    widths = np.arange(1, int(nmb.max()) + 1)
+    start = np.arange(TARGET_BINS - 1)[None, :] * widths[:, None]
+    quant = S[start + widths[:, None]] - S[start]
+    norm = N[start + widths[:, None]] - N[start]
     has = norm > 0
     v = np.where(has, quant / np.where(has, norm, 1), 1.0)
-    # sums over the candidate's T bins
+    reg_q = np.sum(np.where(has, quant, 0.0), axis=1)[nmb - 1]
+    reg_plogq = np.sum(np.where(has, quant * np.log(v), 0.0), axis=1)[nmb - 1]
+    # the last target bin: [127 w, T) merged, spread over [127 w, T - 1)
+    lstart = (TARGET_BINS - 1) * nmb
+    lquant = S[ts] - S[lstart]
+    lnorm = N[ts - 1] - N[lstart]
+    lmass = S[ts - 1] - S[lstart]
+    lhas = lnorm > 0
+    lv = np.where(lhas, lquant / np.where(lhas, lnorm, 1), 1.0)
     sum_plogp = G[ts - 1] + plast * np.log(plast)
     sum_p = Z[ts - 1] + plast
     zeros_before = (ts - 1) - N[ts - 1]  # zero bins among the first T-1
-    sum_q = np.sum(np.where(has, quant, 0.0), axis=1) + eps * (zeros_before + 1)
-    sum_plogq = np.sum(np.where(has, mass * np.log(v), 0.0), axis=1) + math.log(eps) * (
-        eps * zeros_before + plast
+    sum_q = reg_q + np.where(lhas, lquant, 0.0) + eps * (zeros_before + 1)
+    sum_plogq = (
+        reg_plogq + np.where(lhas, lmass * np.log(lv), 0.0) + math.log(eps) * (eps * zeros_before + plast)
     )
     kl = (sum_plogp - sum_plogq) / sum_p - np.log(sum_p) + np.log(sum_q)
     best = float(np.min(kl))
