@@ -338,6 +338,17 @@ class MapContext:
     def is_const(self, tensor: str) -> bool:
         return self.graph.is_const(tensor)
 
+    def const_input(self, node, index: int, what: str) -> np.ndarray | None:
+        """The flattened value of an optional constant input of `node` (None when the input is omitted); a
+        computed (non-constant) input is refused, naming it as `what`."""
+        name = node.input(index)
+        if not name:
+            return None
+        value = self.const(name)
+        if value is None:
+            node.reject(f"input '{what}' must be a constant (it is computed at run time)")
+        return np.asarray(value).reshape(-1)
+
     def opset(self, domain: str = "") -> int | None:
         return self.graph.opset(domain)
 

@@ -6,8 +6,6 @@ min(x, hi) = -max(-x, -hi): negation by Power(scale=-1) is exact, so the whole c
 
 from __future__ import annotations
 
-import numpy as np
-
 from onnx2caffe.registry import register
 
 from ._compose import clamp
@@ -16,16 +14,12 @@ _LAYERS = ("ReLU", "Power", "Eltwise")
 
 
 def _bound(node, ctx, index: int, what: str) -> float | None:
-    name = node.input(index)
-    if not name:
-        return None
-    value = ctx.const(name)
+    value = ctx.const_input(node, index, what)
     if value is None:
-        node.reject(f"input '{what}' must be a constant (it is computed at run time)")
-    value = np.asarray(value)
+        return None
     if value.size != 1:
-        node.reject(f"input '{what}' must be a scalar, got shape {value.shape}")
-    return float(value.reshape(-1)[0])
+        node.reject(f"input '{what}' must be a scalar, got {value.size} values")
+    return float(value[0])
 
 
 @register("Clip", since=1, until=11, layers=_LAYERS)

@@ -244,14 +244,8 @@ def _factors(node, ctx, shape, scales, sizes, axes=None):
 
 
 def _const_values(node, ctx, index: int, what: str):
-    name = node.input(index)
-    if not name:
-        return None
-    value = ctx.const(name)
-    if value is None:
-        node.reject(f"input '{what}' must be a constant (it is computed at run time)")
-    value = np.asarray(value).reshape(-1)
-    return None if value.size == 0 else value.tolist()
+    value = ctx.const_input(node, index, what)
+    return None if value is None or value.size == 0 else value.tolist()
 
 
 def _mode(node, value: str) -> str:

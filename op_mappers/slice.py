@@ -18,13 +18,8 @@ def _unused(ctx, tensor: str) -> bool:
 
 
 def _const_ints(node, ctx, index: int, what: str) -> list[int] | None:
-    name = node.input(index)
-    if not name:
-        return None
-    value = ctx.const(name)
-    if value is None:
-        node.reject(f"input '{what}' must be a constant (it is computed at run time)")
-    return [int(v) for v in np.asarray(value).reshape(-1)]
+    value = ctx.const_input(node, index, what)
+    return None if value is None else [int(v) for v in value]
 
 
 @register("Split", since=1, layers=("Slice", "Silence"))
