@@ -223,6 +223,9 @@ def _interrupt_mid_write(big_model, out, sig) -> tuple[int, str, int]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # a shell starts background jobs with SIGINT ignored, and Python keeps an ignored SIGINT; give the
+        # child the disposition it has in a terminal, whatever the way this test run was started
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     seen = 0
     deadline = time.monotonic() + 120
