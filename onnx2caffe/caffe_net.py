@@ -561,7 +561,63 @@ class CaffeNet:
                         _fix_legacy_shape(target.type, i, blob) if legacy else blob
                         for i, (blob, legacy) in enumerate(zip(ml.blobs, ml.legacy_shape, strict=True))
                     ]
+                    # Caffe refuses blobs that cannot belong to the declared layer; so do we, by name
+                    why = blob_problem(target.proto, target.blobs) if target.blobs else None
+                    if why:
+                        raise InputFileError(
+                            f"{os.fspath(caffemodel_path)}: layer {target.name!r} ({target.type}): {why}"
+                        )
         return net
+
+
+def _spatial(values: Sequence[int], h: int, w: int, n: int, default: int | None) -> list[int] | None:
+    if h or w:
+        return [h, w]
+    vals = list(values)
+    if not vals:
+        return None if default is None else [default] * n
+    return vals * n if len(vals) == 1 else vals
+
+
+def blob_problem(lp, blobs: list[np.ndarray]) -> str | None:
+    """Why the blobs cannot belong to layer `lp` (a LayerParameter) as the prototxt declares it, or None.
+    Only what the layer's own parameters decide (no input shapes): output count, kernel size, blob count."""
+    shapes = [tuple(int(d) for d in b.shape) for b in blobs]
+    t = lp.type
+    if t in ("Convolution", "Deconvolution"):
+        cp = lp.convolution_param
+        want = 1 + (1 if cp.bias_term else 0)
+        if len(blobs) != want:
+            return f"{len(blobs)} blob(s), the layer needs {want}"
+        w = shapes[0]
+        if len(w) < 3:
+            return f"weights of shape {w}, expected N-D convolution weights"
+        n = len(w) - 2
+        kernel = _spatial(cp.kernel_size, cp.kernel_h, cp.kernel_w, n, None)
+        outs = w[0] if t == "Convolution" else w[1] * max(int(cp.group), 1)
+        if outs != cp.num_output:
+            return f"weights of shape {w}, but num_output is {cp.num_output}"
+        if kernel is not None and list(w[2:]) != kernel:
+            return f"weights of shape {w}, but the kernel is {'x'.join(map(str, kernel))}"
+        if want == 2 and blobs[1].size != cp.num_output:
+            return f"bias of shape {shapes[1]}, but num_output is {cp.num_output}"
+    elif t == "InnerProduct":
+        ip = lp.inner_product_param
+        want = 1 + (1 if ip.bias_term else 0)
+        if len(blobs) != want:
+            return f"{len(blobs)} blob(s), the layer needs {want}"
+        w = shapes[0]
+        rows = (w[-1] if ip.transpose else w[-2]) if len(w) >= 2 else None
+        if rows != ip.num_output:
+            return f"weights of shape {w}, but num_output is {ip.num_output}"
+        if want == 2 and blobs[1].size != ip.num_output:
+            return f"bias of shape {shapes[1]}, but num_output is {ip.num_output}"
+    elif t == "BatchNorm":
+        if len(blobs) != 3:
+            return f"{len(blobs)} blob(s), BatchNorm needs 3 (mean, variance, scale factor)"
+        if blobs[0].size != blobs[1].size or blobs[2].size != 1:
+            return f"blobs of shapes {shapes}, expected mean and variance of one size and a 1-element factor"
+    return None
 
 
 # --------------------------------------------------------------------------------------------- writing

@@ -100,56 +100,6 @@ def _quiet(cv2) -> Iterator[None]:
 _WEIGHTED = {"Convolution", "Deconvolution", "InnerProduct", "BatchNorm", "PReLU", "Embed"}
 
 
-def _spatial(values: Sequence[int], h: int, w: int, n: int, default: int | None) -> list[int] | None:
-    if h or w:
-        return [h, w]
-    vals = list(values)
-    if not vals:
-        return None if default is None else [default] * n
-    return vals * n if len(vals) == 1 else vals
-
-
-def _blob_problem(lp, blobs: list[np.ndarray]) -> str | None:
-    """Why the blobs cannot belong to layer `lp` (a LayerParameter) as the prototxt declares it, or None.
-    Only what the layer's own parameters decide (no input shapes): output count, kernel size, blob count."""
-    shapes = [tuple(int(d) for d in b.shape) for b in blobs]
-    t = lp.type
-    if t in ("Convolution", "Deconvolution"):
-        cp = lp.convolution_param
-        want = 1 + (1 if cp.bias_term else 0)
-        if len(blobs) != want:
-            return f"{len(blobs)} blob(s), the layer needs {want}"
-        w = shapes[0]
-        if len(w) < 3:
-            return f"weights of shape {w}, expected N-D convolution weights"
-        n = len(w) - 2
-        kernel = _spatial(cp.kernel_size, cp.kernel_h, cp.kernel_w, n, None)
-        outs = w[0] if t == "Convolution" else w[1] * max(int(cp.group), 1)
-        if outs != cp.num_output:
-            return f"weights of shape {w}, but num_output is {cp.num_output}"
-        if kernel is not None and list(w[2:]) != kernel:
-            return f"weights of shape {w}, but the kernel is {'x'.join(map(str, kernel))}"
-        if want == 2 and blobs[1].size != cp.num_output:
-            return f"bias of shape {shapes[1]}, but num_output is {cp.num_output}"
-    elif t == "InnerProduct":
-        ip = lp.inner_product_param
-        want = 1 + (1 if ip.bias_term else 0)
-        if len(blobs) != want:
-            return f"{len(blobs)} blob(s), the layer needs {want}"
-        w = shapes[0]
-        rows = (w[-1] if ip.transpose else w[-2]) if len(w) >= 2 else None
-        if rows != ip.num_output:
-            return f"weights of shape {w}, but num_output is {ip.num_output}"
-        if want == 2 and blobs[1].size != ip.num_output:
-            return f"bias of shape {shapes[1]}, but num_output is {ip.num_output}"
-    elif t == "BatchNorm":
-        if len(blobs) != 3:
-            return f"{len(blobs)} blob(s), BatchNorm needs 3 (mean, variance, scale factor)"
-        if blobs[0].size != blobs[1].size or blobs[2].size != 1:
-            return f"blobs of shapes {shapes}, expected mean and variance of one size and a 1-element factor"
-    return None
-
-
 def diagnose_weights(prototxt: Path, caffemodel: Path | None) -> str | None:
     """After OpenCV refused a model: the first layer whose caffemodel blobs contradict the prototxt (or that
     has none although it needs them), as a message naming the layer and the caffemodel; None when no such
@@ -159,7 +109,7 @@ def diagnose_weights(prototxt: Path, caffemodel: Path | None) -> str | None:
     try:
         from google.protobuf import text_format
 
-        from onnx2caffe.caffe_net import read_caffemodel
+        from onnx2caffe.caffe_net import blob_problem, read_caffemodel
         from onnx2caffe.proto import caffe_pb2
 
         net = caffe_pb2.NetParameter()
@@ -169,7 +119,7 @@ def diagnose_weights(prototxt: Path, caffemodel: Path | None) -> str | None:
         return None
     for lp in net.layer:
         if lp.name in blobs and blobs[lp.name]:
-            why = _blob_problem(lp, blobs[lp.name])
+            why = blob_problem(lp, blobs[lp.name])
             if why:
                 return f"{caffemodel.name}: layer {lp.name!r} ({lp.type}): {why}"
         elif lp.type in _WEIGHTED or (lp.type in ("Scale", "Bias") and len(lp.bottom) == 1):

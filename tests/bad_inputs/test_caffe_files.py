@@ -141,11 +141,10 @@ def test_verify_blob_shape_mismatch_opencv_names_layer(converted, tmp_path):
     assert "shape.caffemodel" in line or "'conv'" in line, line
 
 
-@pytest.mark.xfail(strict=True, reason="CaffeNet.load does not check blob shapes against layer params yet")
 def test_library_load_blob_shape_mismatch(converted, tmp_path):
     """CaffeNet.load attaches a caffemodel's blobs by layer name; blobs that cannot belong to the layer the
     prototxt declares (a Convolution with num_output 4 and a 3x3 kernel given 4x3x5x5 weights) are refused
-    with InputFileError naming the file and the layer, as Caffe refuses them. Today: accepted silently."""
+    with InputFileError naming the file and the layer, as Caffe refuses them."""
     from onnx2caffe.caffe_net import CaffeNet
     from onnx2caffe.errors import InputFileError
 
