@@ -24,17 +24,22 @@ class LoadedModel(abc.ABC):
         input). outputs: blob names to return (None: the net's outputs). Returns name -> float32 array.
         Raises RuntimeExecutionError."""
 
-    @abc.abstractmethod
+    # Each runtime fills these three lists when it loads a model.
+    _blobs: list[str]
+    _inputs: list[str]
+    _outputs: list[str]
+
     def blob_names(self) -> list[str]:
         """Every blob name that run(..., outputs=[...]) accepts, inputs included, in network order."""
+        return list(self._blobs)
 
-    @abc.abstractmethod
     def input_names(self) -> list[str]:
         """The net's input blobs (Input layers or legacy `input:` fields)."""
+        return list(self._inputs)
 
-    @abc.abstractmethod
     def output_names(self) -> list[str]:
         """The blobs returned by run(..., outputs=None)."""
+        return list(self._outputs)
 
     def close(self) -> None:  # noqa: B027 - optional hook, most models need nothing
         """Release the model. Safe to call twice."""

@@ -247,15 +247,6 @@ class OpenCVModel(LoadedModel):
             available.update(tops)
         self._outputs = sorted(b for b in available if b in where)
 
-    def blob_names(self) -> list[str]:
-        return list(self._blobs)
-
-    def input_names(self) -> list[str]:
-        return list(self._inputs)
-
-    def output_names(self) -> list[str]:
-        return list(self._outputs)
-
     def run(
         self, inputs: Mapping[str, np.ndarray], outputs: Sequence[str] | None = None
     ) -> dict[str, np.ndarray]:

@@ -334,15 +334,6 @@ class PycaffeModel(LoadedModel):
         self._inputs = list(info["inputs"])
         self._outputs = list(info["outputs"])
 
-    def blob_names(self) -> list[str]:
-        return list(self._blobs)
-
-    def input_names(self) -> list[str]:
-        return list(self._inputs)
-
-    def output_names(self) -> list[str]:
-        return list(self._outputs)
-
     def run(
         self, inputs: Mapping[str, np.ndarray], outputs: Sequence[str] | None = None
     ) -> dict[str, np.ndarray]:
