@@ -7,9 +7,6 @@ import pytest
 from onnx import helper
 from onnx_testing import check_conversion, make_model
 
-from onnx2caffe import op_mappers
-from onnx2caffe.registry import lookup
-
 # max(x, lo) via ReLU or Eltwise MAX with a Power(scale=0, shift=lo) constant, and min(x, hi) = -max(-x, -hi)
 # with exact negations: every step is exact in float32, so the outputs must match bit for bit.
 EXACT = dict(max_rel=0.0, cos=0.999999)
@@ -24,14 +21,6 @@ BOUNDS = [
     (None, None),
     (1.0, -1.0),
 ]
-
-
-def _require(*ops):
-    """Skip when a mapper this test also needs (written by another module's owner) is not registered yet."""
-    op_mappers.load_all()
-    missing = [op for op in ops if lookup(op, 13) is None]
-    if missing:
-        pytest.skip(f"mapper(s) not available yet: {', '.join(missing)}")
 
 
 def _types(net):
@@ -68,7 +57,6 @@ def test_clip_attributes(tmp_path, lo, hi):
 
 def test_relu6_after_conv(tmp_path):
     # the usual MobileNetV2 pattern: Conv -> Clip(0, 6); large activations exercise the upper bound
-    _require("Conv")
     rng = np.random.default_rng(1)
     w = (rng.standard_normal((8, 3, 3, 3)) * 3).astype(np.float32)
     nodes = [

@@ -8,23 +8,12 @@ import pytest
 from onnx import helper
 from onnx_testing import check_conversion, make_model
 
-from onnx2caffe import op_mappers
-from onnx2caffe.registry import lookup
-
 # Mean and variance are sums over H*W (<= 63 terms here) in different orders, then 1/sqrt and two products:
 # a few float32 ulp of the normalised values (|y| up to ~3 * |gamma| + |beta|). 1e-6 relative to the largest
 # |output| is that noise (measured 2.6e-7); eps added to the std instead of the variance (OpenCV's
 # BatchNorm/MVN) is 1e-5 off.
 MAX_REL = 1e-6
 COS = 0.999999
-
-
-def _require(*ops):
-    """Skip when a mapper owned by another module (e.g. Add) is not registered yet."""
-    op_mappers.load_all()
-    missing = [op for op in ops if lookup(op, 13) is None]
-    if missing:
-        pytest.skip(f"mapper(s) not available yet: {', '.join(missing)}")
 
 
 @pytest.mark.parametrize("eps", [1e-5, 1e-3])
@@ -45,7 +34,6 @@ def test_instance_norm(tmp_path, shape, eps):
 
 def test_instance_norm_large_offset(tmp_path):
     # a per-channel offset (50) much larger than the spread (1): the mean subtraction cancels ~6 digits
-    _require("Add")
     inits = {
         "gamma": np.ones(3, np.float32),
         "beta": np.zeros(3, np.float32),

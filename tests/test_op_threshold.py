@@ -10,26 +10,13 @@ from caffe_runtimes import shared_runtime
 from onnx import helper
 from onnx_testing import check_conversion, make_model
 
-import onnx2caffe.passes as passes_pkg
-from onnx2caffe import convert, op_mappers
+from onnx2caffe import convert
 from onnx2caffe.errors import ConversionError, RuntimeExecutionError
 from onnx2caffe.onnx_graph import OnnxGraph
 from onnx2caffe.passes import fuse_threshold
-from onnx2caffe.registry import lookup
 
 # The mask is exactly 0 or 1, so keep * x, v - v * keep and their sum are exact: bit-identical outputs.
 EXACT = dict(max_rel=0.0, cos=0.999999)
-
-
-@pytest.fixture(autouse=True)
-def with_pass(monkeypatch):
-    """Run fuse_threshold in convert() even before the lead adds it to onnx2caffe/passes/__init__.py."""
-    if fuse_threshold not in passes_pkg.PASSES:
-        names = [p.NAME for p in passes_pkg.PASSES]
-        i = names.index("remove_dead_nodes") if "remove_dead_nodes" in names else len(names)
-        new = passes_pkg.PASSES[:i] + (fuse_threshold,) + passes_pkg.PASSES[i:]
-        monkeypatch.setattr(passes_pkg, "PASSES", new)
-        monkeypatch.setattr(passes_pkg, "PASS_NAMES", tuple(p.NAME for p in new))
 
 
 def _model(cmp, x_first, select_x_if_true, t, v, shape=(2, 3, 4, 5)):
@@ -98,9 +85,6 @@ def test_not_fused_without_constants():
 @pytest.mark.parametrize("cmp", ["Greater", "GreaterOrEqual", "Less", "LessOrEqual"])
 def test_values_equal_to_threshold(tmp_path, cmp):
     # Relu makes about half of the values exactly 0 == t: strict and non-strict comparisons must differ there
-    op_mappers.load_all()
-    if lookup("Relu", 13) is None:
-        pytest.skip("the Relu mapper is not available yet")
     inits = {"t": np.array(0.0, np.float32), "v": np.array(5.0, np.float32)}
     nodes = [
         helper.make_node("Relu", ["x"], ["r"]),
