@@ -12,15 +12,23 @@ from . import (
     fold_constants,
     fold_pad_into_conv_pool,
     fuse_channel_shuffle,
+    fuse_group_norm,
     fuse_l2_normalize,
+    fuse_layer_norm,
     fuse_matmul_add,
     fuse_threshold,
+    fuse_transposed_layer_norm,
     remove_dead_nodes,
+    remove_softplus_threshold,
 )
 
 PASSES = (
     fold_constants,
     eliminate_identity,
+    remove_softplus_threshold,
+    fuse_layer_norm,
+    fuse_transposed_layer_norm,
+    fuse_group_norm,
     fuse_matmul_add,
     fold_pad_into_conv_pool,
     fuse_l2_normalize,
