@@ -19,7 +19,7 @@ comes from MVN and the variance path is built explicitly, as onnxruntime compute
     m = Conv(x, 1/C);  d = x - Conv(m, ones);  v = Conv(d * d, 1/C);  r = Power(v, shift eps, power -0.5)
     y = d * Conv(r, ones)
   8 layers, 4 C multiply-adds per position. fl(1/C) and the conv's summation order add a few ulp of the mean
-  and variance, like onnxruntime's own summation (measured max_rel < 1e-6 for C up to 768).
+  and variance, like onnxruntime's own summation (measured max_rel <= 5.2e-7 for C from 3 to 768).
 """
 
 from __future__ import annotations
@@ -156,9 +156,8 @@ def finish(ctx, node, normed: str, view, shape, top: str, gamma, beta, axis: int
 def norm_layers(
     ctx, node, x: str, shape, y: str, eps: float, gamma, beta, axis: int, affine_axis: int | None = None
 ):
-    """The whole normalisation of `x` (of `shape`) into `y`: over axes [axis:], or over axis 1 alone when
-    axis == 1 and the input has axes after it (LayerNorm2d: `channels`); then the affine with gamma/beta
-    shaped like shape[affine_axis:affine_axis + k] (default affine_axis: axis; None arrays: absent)."""
+    """The whole normalisation of `x` (of `shape`) into `y` over axes [axis:], then the affine with
+    gamma/beta shaped like shape[affine_axis:affine_axis + k] (default affine_axis: axis; None: absent)."""
     top = y if identity_affine(gamma, beta) else None
     if affine_axis is None:
         affine_axis = axis

@@ -14,10 +14,15 @@ from onnx2caffe.registry import register
 
 from ._compose import ELTWISE_PROD, eltwise, fresh
 
-SOFTPLUS_NOTE = "OpenCV: absolute error < 6e-8 = 2^-24 for x < -16.6 (float32 1 + exp(x)); real Caffe: 1 ulp"
+SOFTPLUS_NOTE = "<= 2 ulp + 2^-24 absolute: OpenCV's float32 1 + exp(x) gives 0 for x < -16.6"
 
 
-@register("Softplus", since=1, layers=("BNLL",), notes="Softplus -> BNLL. " + SOFTPLUS_NOTE)
+@register(
+    "Softplus",
+    since=1,
+    layers=("BNLL",),
+    notes="Softplus -> BNLL: " + SOFTPLUS_NOTE + " (max_rel 8e-8 on N(0, 1))",
+)
 def softplus(node, ctx):
     """Softplus -> BNLL (the same function, overflow-free for large x)."""
     return [ctx.layer(node.name, "BNLL", [ctx.blob(node.input(0))], [ctx.blob(node.output(0))])]
@@ -27,9 +32,8 @@ def softplus(node, ctx):
     "Mish",
     since=18,
     layers=("BNLL", "TanH", "Eltwise"),
-    notes="Mish -> BNLL + TanH + Eltwise PROD with x (the formula, 3 layers; max_rel 2e-7 measured). "
-    + SOFTPLUS_NOTE
-    + " (times |x|)",
+    notes="Mish -> BNLL + TanH + Eltwise PROD with x (3 layers): <= 4 ulp + 1.1e-6 absolute (OpenCV's softplus "
+    "error times |x| <= 16.6; max_rel 1.6e-7 on N(0, 1))",
 )
 def mish(node, ctx):
     """Mish = x * tanh(softplus(x)): each of the three steps is one float32 rounding, as in onnxruntime."""

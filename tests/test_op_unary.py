@@ -12,6 +12,7 @@ Tolerances: |caffe - onnxruntime| <= RTOL * |onnxruntime| + ATOL per element, wi
 from __future__ import annotations
 
 import numpy as np
+import onnx
 import pytest
 from onnx import helper
 from onnx_testing import check_conversion, make_model
@@ -19,6 +20,8 @@ from range_testing import check_on_inputs, edge_values
 
 from onnx2caffe.convert import convert
 from onnx2caffe.errors import ConversionError
+from onnx2caffe.onnx_graph import OnnxGraph
+from onnx2caffe.passes import run_passes
 
 ULP = 2.0**-23
 EXP_NEAR_1 = 2.0**-23  # one ulp of exp(x) ~ 1 (x just below 0): what exp(x) - 1 can differ by absolutely
@@ -216,3 +219,184 @@ def test_refusals_name_op_and_reason(tmp_path):
         assert expected in msg
     assert [e.node_name for e in info.value.errors] == ["erf", "sin", "cos", "floor", "gelu", "atan"]
     assert not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------------------------------------------ Cast, float64
+
+
+def test_cast_float_to_float_is_a_copy(tmp_path):
+    model = make_model(
+        [
+            helper.make_node("Cast", ["x"], ["c"], to=onnx.TensorProto.FLOAT),
+            helper.make_node("Relu", ["c"], ["y"]),
+        ],
+        {"x": (2, 3, 4)},
+        {"y": None},
+    )
+    check_conversion(model, tmp_path, max_rel=0.0, cos=0.999999)
+
+
+@pytest.mark.parametrize(
+    "to,match",
+    [
+        (onnx.TensorProto.FLOAT16, "attribute to='FLOAT16': rounding to FLOAT16 changes values"),
+        (
+            onnx.TensorProto.INT64,
+            "attribute to='INT64': converting to the integer type INT64 rounds or truncates",
+        ),
+        (onnx.TensorProto.BOOL, "attribute to='BOOL': a boolean result has no Caffe form"),
+        (onnx.TensorProto.DOUBLE, "attribute to='DOUBLE': float64 arithmetic after it cannot run in Caffe"),
+    ],
+)
+def test_cast_refused(tmp_path, to, match):
+    graph = helper.make_graph(
+        [helper.make_node("Cast", ["x"], ["y"], name="cast", to=to)],
+        "g",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [2, 3])],
+        [helper.make_tensor_value_info("y", to, [2, 3])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+    with pytest.raises(ConversionError, match=f"node 'cast' \\(Cast, opset 13\\): {match}"):
+        convert(model, str(tmp_path / "out" / "m"), check=False)
+    assert not (tmp_path / "out").exists()
+
+
+def _float64_island(shape):
+    """x -> Cast(DOUBLE) -> Mul(per-channel float64) -> Add(float64 scalar) -> Exp -> Cast(FLOAT) -> Relu -> y"""
+    rng = np.random.default_rng(7)
+    inits = {
+        "k": rng.uniform(0.1, 0.9, (shape[1], 1, 1)).astype(np.float64),  # not float32 values
+        "c": np.array(np.pi / 10, np.float64),
+    }
+    nodes = [
+        helper.make_node("Cast", ["x"], ["xd"], to=onnx.TensorProto.DOUBLE),
+        helper.make_node("Mul", ["xd", "k"], ["m"]),
+        helper.make_node("Add", ["m", "c"], ["a"]),
+        helper.make_node("Exp", ["a"], ["e"]),
+        helper.make_node("Cast", ["e"], ["ef"], to=onnx.TensorProto.FLOAT),
+        helper.make_node("Relu", ["ef"], ["y"]),
+    ]
+    return make_model(nodes, {"x": shape}, {"y": None}, initializers=inits)
+
+
+def test_demote_float64_island(tmp_path):
+    """Mul, Add and Exp in float32 instead of float64, constants rounded once: per element within a few ulp
+    (2^-24 per op and per constant, exp turning the argument's 2 roundings into |arg| * 2^-23 <= 4 * 2^-23)."""
+    model = _float64_island((2, 3, 4, 5))
+    g = OnnxGraph.load(model)
+    assert "demote_float64" in run_passes(g)
+    assert [n.op_type for n in g.graph.node] == ["Mul", "Add", "Exp", "Relu"]
+    x = edge_values(-4, 4, 118)[:120].reshape(2, 3, 4, 5)
+    check_on_inputs(model, tmp_path, {"x": x}, rtol=6 * ULP)
+
+
+def test_demote_float64_leaves_a_float64_output():
+    model = _float64_island((1, 2, 3))
+    model.graph.output[0].CopyFrom(helper.make_tensor_value_info("e", onnx.TensorProto.DOUBLE, [1, 2, 3]))
+    model.graph.node.pop()  # Relu
+    model.graph.node.pop()  # Cast back
+    g = OnnxGraph.load(model)
+    assert "demote_float64" not in run_passes(g)
+    with pytest.raises(ConversionError, match="float64 arithmetic"):
+        convert(model, None, check=False)
+
+
+def test_demote_float64_torch_buffer(tmp_path):
+    """A float64 buffer (torch.from_numpy) multiplied with a float32 activation promotes the product to float64:
+    both exporters write Cast(DOUBLE) ... Cast(FLOAT)."""
+    import torch
+
+    class Anchors(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("anchors", torch.from_numpy(np.linspace(0.3, 2.1, 4).reshape(1, 4, 1, 1)))
+
+        def forward(self, x):
+            return (torch.sigmoid(x) * self.anchors * 2.0 + 0.5).float()
+
+    for dynamo in (False, True):
+        model = _export(Anchors(), (1, 4, 3, 3), dynamo, 18 if dynamo else 13)
+        net = check_conversion(model, tmp_path / str(dynamo), max_rel=1e-6, cos=0.999999)
+        assert "Cast" not in str([layer.name for layer in net.layers])
+
+
+# ------------------------------------------------------------------------------------------ torch exports
+
+
+def _export(module, shape, dynamo: bool, opset: int):
+    import io
+    import warnings
+
+    import torch
+
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module.eval(), (torch.randn(shape),), buf, dynamo=dynamo, opset_version=opset)
+    return onnx.load_from_string(buf.getvalue())
+
+
+@pytest.mark.parametrize(
+    "name,exporter",
+    [
+        ("ELU", "ts13"),
+        ("SELU", "ts13"),
+        ("CELU", "ts13"),
+        ("Mish", "ts13"),  # Softplus + Tanh + Mul
+        ("Mish", "dynamo18"),  # Mish
+        ("Softplus", "dynamo18"),  # Softplus + Greater + Where (threshold 20)
+        ("GELU_tanh", "ts13"),  # Mul/Add/Tanh, x * x * x as two Muls
+        ("GELU_tanh", "dynamo18"),  # Pow(x, 3)
+    ],
+)
+def test_torch_activation_exports(tmp_path, name, exporter):
+    """torch's activations as its exporters write them (the dynamo exports take ~2 s each)."""
+    import torch
+
+    module = {
+        "ELU": lambda: torch.nn.ELU(0.4),
+        "SELU": torch.nn.SELU,
+        "CELU": lambda: torch.nn.CELU(0.7),
+        "Mish": torch.nn.Mish,
+        "Softplus": torch.nn.Softplus,
+        "GELU_tanh": lambda: torch.nn.GELU(approximate="tanh"),
+    }[name]()
+    model = _export(module, (2, 3, 6, 6), exporter.startswith("dynamo"), 18 if exporter == "dynamo18" else 13)
+    check_conversion(model, tmp_path, max_rel=1e-6, cos=0.999999)
+
+
+def test_remove_softplus_threshold():
+    def model(t, out_is_where=True):
+        nodes = [
+            helper.make_node("Softplus", ["x"], ["sp"]),
+            helper.make_node("Greater", ["x", "t"], ["big"]),
+            helper.make_node("Where", ["big", "x", "sp"], ["y"]),
+        ]
+        return make_model(
+            nodes, {"x": (2, 5)}, {"y": None}, initializers={"t": np.array(t, np.float32)}, opset=18
+        )
+
+    g = OnnxGraph.load(model(20.0))
+    assert "remove_softplus_threshold" in run_passes(g)
+    assert [n.op_type for n in g.graph.node] == ["Softplus"] and g.graph.node[0].output[0] == "y"
+    # below 14.55609 softplus(x) differs from x for some x > t: the selection is kept (and Where is refused)
+    g = OnnxGraph.load(model(10.0))
+    assert "remove_softplus_threshold" not in run_passes(g)
+    assert "Where" in [n.op_type for n in g.graph.node]
+
+
+def test_softplus_is_x_above_the_threshold():
+    """The fact the pass relies on: onnxruntime's Softplus returns x itself for every float32 x above
+    14.55609 (checked here on every float32 from there to 64)."""
+    from onnx2caffe.convert import reference_outputs
+    from onnx2caffe.passes.remove_softplus_threshold import SOFTPLUS_IS_X_ABOVE
+
+    lo = np.nextafter(np.float32(SOFTPLUS_IS_X_ABOVE), np.float32(np.inf))
+    x = np.arange(lo.view(np.int32), np.float32(64).view(np.int32), dtype=np.int32).view(np.float32)
+    x = x[: x.size - x.size % 1024].reshape(-1, 1024)
+    model = make_model([helper.make_node("Softplus", ["x"], ["y"])], {"x": x.shape}, {"y": None})
+    y = reference_outputs(model.SerializeToString(), {"x": x}, ["y"])["y"]
+    assert np.array_equal(y, x)
+    below = np.float32(SOFTPLUS_IS_X_ABOVE)
+    model = make_model([helper.make_node("Softplus", ["x"], ["y"])], {"x": (1, 1)}, {"y": None})
+    assert reference_outputs(model.SerializeToString(), {"x": below.reshape(1, 1)}, ["y"])["y"][0, 0] != below

@@ -8,6 +8,7 @@ equal (it never trades accuracy for a simpler graph).
 from __future__ import annotations
 
 from . import (
+    demote_float64,
     eliminate_identity,
     fold_constants,
     fold_pad_into_conv_pool,
@@ -25,6 +26,7 @@ from . import (
 PASSES = (
     fold_constants,
     eliminate_identity,
+    demote_float64,
     remove_softplus_threshold,
     fuse_layer_norm,
     fuse_transposed_layer_norm,

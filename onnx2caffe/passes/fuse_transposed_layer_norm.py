@@ -19,7 +19,10 @@ from .fuse_l2_normalize import _attrs, _private, _std, replace_with_custom
 from .fuse_layer_norm import _unique
 
 NAME = "fuse_transposed_layer_norm"
-DESCRIPTION = "fuse Transpose(to channels last) + LayerNorm(last axis) + Transpose(back) into a channel-axis onnx2caffe::LayerNorm"
+DESCRIPTION = (
+    "fuse Transpose(to channels last) + LayerNorm(last axis) + Transpose(back) into a channel-axis "
+    "onnx2caffe::LayerNorm"
+)
 
 
 def _match(graph, back):

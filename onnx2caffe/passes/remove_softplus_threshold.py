@@ -2,7 +2,7 @@
 
     y = Where(Greater(x, t), x, Softplus(x))
 
-For every float32 x above 14.556091 (measured on every float32 from 10 to 40, and for larger x log1p(exp(-x))
+For every float32 x above 14.55609 (measured on every float32 from 10 to 40, and for larger x log1p(exp(-x))
 is below half an ulp of x), onnxruntime's Softplus(x) is x itself, so with t >= that value the selection always
 returns what Softplus returns: y = Softplus(x) exactly. The comparison must be read by the Where alone and not be
 a graph output. Other betas (Mul / Div around the Softplus) are left alone.
@@ -13,10 +13,10 @@ from __future__ import annotations
 from .fuse_l2_normalize import _private, _scalar, _std
 
 NAME = "remove_softplus_threshold"
-DESCRIPTION = "remove Where(x > t, x, Softplus(x)) with t >= 14.556091 (float32 softplus(x) is x there)"
+DESCRIPTION = "remove Where(x > t, x, Softplus(x)) with t >= 14.55609 (float32 softplus(x) is x there)"
 
 # the largest float32 x with softplus(x) != x in onnxruntime (and in exact arithmetic rounded to float32)
-SOFTPLUS_IS_X_ABOVE = 14.556091
+SOFTPLUS_IS_X_ABOVE = 14.55609
 
 
 def _match(graph, where):
