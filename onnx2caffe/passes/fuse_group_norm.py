@@ -18,7 +18,10 @@ from .fuse_l2_normalize import _attrs, _private, _std, replace_with_custom
 from .fuse_layer_norm import _other, _unique
 
 NAME = "fuse_group_norm"
-DESCRIPTION = "fuse Reshape + InstanceNormalization + Reshape [+ Mul + Add] (torch's GroupNorm) into onnx2caffe::GroupNorm"
+DESCRIPTION = (
+    "fuse Reshape + InstanceNormalization + Reshape [+ Mul + Add] (torch's GroupNorm) into "
+    "onnx2caffe::GroupNorm"
+)
 
 
 def _per_channel(graph, node, tensor: str, shape) -> np.ndarray | None:
