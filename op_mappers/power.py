@@ -176,8 +176,8 @@ def softsign(node, ctx):
     "Sign",
     since=9,
     layers=("Power", "Eltwise"),
-    notes="Sign -> clamp(x * 2^200, -1, 1) from Power and Eltwise MAX (7 layers, exact for every non-NaN "
-    "input; NaN gives 1)",
+    notes="Sign -> clamp(x * 2^200, -1, 1) from Power and Eltwise MAX (7 layers): exact for every non-NaN "
+    "input (NaN gives 1; OpenCV flushes subnormal inputs to 0, so their sign is 0)",
 )
 def sign(node, ctx):
     """Sign(x) = clamp(x * 2^200, -1, 1), exactly: x * 2^100 * 2^100 scales by powers of two (exact, or +-inf),

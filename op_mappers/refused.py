@@ -14,9 +14,10 @@ from onnx2caffe.registry import register
 from .gelu import ERF_REASON
 
 _NO_LAYER = "no BVLC Caffe layer computes {what}"
-# (x + 2^23) - 2^23 rounds |x| < 2^23 to an integer in float32, but is exact for every input only after a sign
-# split, a mask for |x| >= 2^23 and a selection: about 30 layers for one rounding, not mapped
-_ROUNDING = "; the float32 (x + 2^23) - 2^23 trick is exact only for |x| < 2^22"
+_ROUNDING = (
+    "; the float32 trick (x + 1.5 * 2^23) - 1.5 * 2^23 rounds only |x| <= 2^22, and an exact form for every "
+    "input would take ~30 layers"
+)
 
 REASONS = {
     "Erf": "Erf (used by GELU) has no exact Caffe form: " + ERF_REASON,
