@@ -45,6 +45,15 @@ def trailing_view(shape, axis: int) -> tuple[int, int, int, int]:
     return (a, b, math.prod(inner), 1)
 
 
+def _last(ctx, node, top: str | None, same_shape: bool) -> tuple[str, str]:
+    """(blob, layer name) of the last normalisation layer: the node's own top and layer when it may write the
+    output directly, else a fresh intermediate."""
+    if top is not None and same_shape:
+        return top, node.name
+    out = fresh(ctx, node, "normalized")
+    return out, out
+
+
 def normalize_trailing(ctx, node, bottom: str, shape, axis: int, eps: float, top: str | None = None):
     """(layers, blob, view): `bottom` (of `shape`) normalised over axes [axis:], as a blob of the 4-D `view`
     (written to `top` when given and the view is the input's shape)."""
@@ -66,8 +75,8 @@ def normalize_trailing(ctx, node, bottom: str, shape, axis: int, eps: float, top
     layers.append(power(ctx, rstd, var, rstd, power=-0.5, shift=eps))
     rows = fresh(ctx, node, "rstd_rows")
     layers.append(ctx.layer(rows, "Flatten", [rstd], [rows]))
-    out = top if (top is not None and tuple(shape) == view) else fresh(ctx, node, "normalized")
-    layers.append(ctx.layer(out, "Scale", [d, rows], [out], scale_param={"axis": 0}))
+    out, name = _last(ctx, node, top, tuple(shape) == view)
+    layers.append(ctx.layer(name, "Scale", [d, rows], [out], scale_param={"axis": 0}))
     return layers, out, view
 
 
@@ -109,8 +118,8 @@ def normalize_channels(ctx, node, bottom: str, shape, eps: float, top: str | Non
     layers.append(power(ctx, rstd, var, rstd, power=-0.5, shift=eps))
     rstd_c = fresh(ctx, node, "rstd_c")
     layers.append(_channel_mix(ctx, rstd_c, rstd, rstd_c, ones))
-    out = top if (top is not None and tuple(shape) == view) else fresh(ctx, node, "normalized")
-    layers.append(eltwise(ctx, out, [d, rstd_c], out, ELTWISE_PROD))
+    out, name = _last(ctx, node, top, tuple(shape) == view)
+    layers.append(eltwise(ctx, name, [d, rstd_c], out, ELTWISE_PROD))
     return layers, out, view
 
 

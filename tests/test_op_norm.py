@@ -378,3 +378,17 @@ def test_torch_exports(tmp_path, name, exporter):
     types = set(_types(net))
     assert not types & {"Permute", "Reduction", "BatchNorm"}
     assert ("Convolution" in types) == (name in ("LayerNorm2d_timm", "LayerNorm_channels_first"))
+
+
+def test_last_layer_takes_the_node_name(tmp_path):
+    """With an identity affine the normalisation's last layer writes the output itself; it is named after the
+    node, not after the output tensor (another node may be named like that tensor)."""
+    c = 3
+    inits = {"g": np.ones(c, np.float32), "b": np.zeros(c, np.float32)}
+    nodes = [
+        helper.make_node("InstanceNormalization", ["x", "g", "b"], ["y"], name="norm"),
+        helper.make_node("Relu", ["y"], ["z"], name="y"),
+    ]
+    model = make_model(nodes, {"x": (1, c, 4, 4)}, {"z": None}, initializers=inits)
+    net = check_conversion(model, tmp_path, max_rel=MAX_REL, cos=COS)
+    assert [layer.name for layer in net.layers[-2:]] == ["norm", "y"]
