@@ -76,7 +76,7 @@ def layer_normalization(node, ctx):
     "LayerNorm",
     since=1,
     domain=DOMAIN,
-    layers=TRAILING_LAYERS + CHANNEL_LAYERS,
+    layers=tuple(dict.fromkeys(TRAILING_LAYERS + CHANNEL_LAYERS)),
     notes="a LayerNorm fused from ReduceMean/Sub/Pow/ReduceMean/Add/Sqrt/Div [+ Mul/Add] or from Transpose + "
     "LayerNorm(last axis) + Transpose: over the last axes like LayerNormalization, over the channel axis with "
     "1x1 Convolutions (8-10 layers, no transposes)",
