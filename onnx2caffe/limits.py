@@ -1,4 +1,4 @@
-"""Size limits of a conversion and of its check, and the estimates that refuse impossible work before it starts.
+"""Size limits of a conversion and of its check, and the estimates that refuse impossible work up front.
 
 Conversion (whatever the check):
   * Caffe blob: at most 2**31 - 1 elements. Caffe's Blob::Reshape aborts beyond ("blob size exceeds
@@ -115,8 +115,8 @@ def check_weight_total(graph) -> None:
     if total > CAFFEMODEL_LIMIT:
         raise ConversionError(
             f"{graph.source}: the model's weights are {fmt_bytes(total)} as float32, over the "
-            f"{fmt_bytes(CAFFEMODEL_LIMIT)} a caffemodel can hold (protobuf's message limit, which Caffe reads "
-            "caffemodels with)"
+            f"{fmt_bytes(CAFFEMODEL_LIMIT)} a caffemodel can hold (protobuf's message limit, which Caffe "
+            "reads caffemodels with)"
         )
 
 
@@ -333,7 +333,8 @@ def library_address_space() -> int:
 
 
 def check_fits(est: CheckEstimate, source: str) -> None:
-    """ResourceError (one line naming `source`, the size, the limit, the ways out) when the check cannot fit."""
+    """ResourceError (one line naming `source`, the size, the limit, the ways out) when the check cannot
+    fit."""
     ways = "convert with --no-check (the files are written unchecked) or with a smaller input shape"
     parts = (
         f"input {fmt_bytes(est.inputs)}, largest activations {fmt_bytes(est.live_peak)}, "
@@ -343,8 +344,8 @@ def check_fits(est: CheckEstimate, source: str) -> None:
     avail, where = available_memory()
     if avail is not None and est.total > avail:
         raise ResourceError(
-            f"{source}: the check needs about {fmt_bytes(est.total)} of memory ({parts}; most on {est.largest}), more "
-            f"than the {fmt_bytes(avail)} available ({where}); {ways}"
+            f"{source}: the check needs about {fmt_bytes(est.total)} of memory ({parts}; most on "
+            f"{est.largest}), more than the {fmt_bytes(avail)} available ({where}); {ways}"
         )
     soft, size = address_space_room()
     if soft is None:
@@ -352,15 +353,14 @@ def check_fits(est: CheckEstimate, source: str) -> None:
     ours = (size or 0) + library_address_space() + est.held + max(est.in_process.values(), default=0)
     if ours > soft:
         raise ResourceError(
-            f"{source}: the check needs about {fmt_bytes(ours)} of address space in this process ({parts}), over its "
-            f"limit of {fmt_bytes(soft)} (RLIMIT_AS, ulimit -v); {ways}"
+            f"{source}: the check needs about {fmt_bytes(ours)} of address space in this process ({parts}), "
+            f"over its limit of {fmt_bytes(soft)} (RLIMIT_AS, ulimit -v); {ways}"
         )
     if est.worker and est.worker + library_address_space() > soft:
         raise ResourceError(
             f"{source}: the check needs about {fmt_bytes(est.worker + library_address_space())} of address "
-            "space in the "
-            f"Caffe worker ({parts}), over the limit of {fmt_bytes(soft)} (RLIMIT_AS, ulimit -v) it inherits; "
-            f"{ways}"
+            f"space in the Caffe worker ({parts}), over the limit of {fmt_bytes(soft)} (RLIMIT_AS, ulimit -v) "
+            f"it inherits; {ways}"
         )
 
 

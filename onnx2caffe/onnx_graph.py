@@ -355,8 +355,8 @@ def fix_input_shapes(
         given = ",".join(map(str, shape))
         if dims is not None and len(dims) != len(shape):
             raise InputFileError(
-                f"{source}: --input-shape {vi.name}={given} has {len(shape)} dimensions, input '{vi.name}' has "
-                f"{len(dims)} {format_dims(dims)}"
+                f"{source}: --input-shape {vi.name}={given} has {len(shape)} dimensions, input "
+                f"'{vi.name}' has {len(dims)} {format_dims(dims)}"
             )
         for axis, (d, v) in enumerate(zip(dims or shape, shape, strict=True)):
             if isinstance(d, int) and d > 0 and d != v:
