@@ -59,7 +59,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--min-cosine", type=float, default=None, help="tolerance on cosine (default 0.99999)"
     )
-    group = parser.add_argument_group("one step from PyTorch (as `onnx2caffe export`)")
+    group = parser.add_argument_group(
+        "one step from PyTorch (as `onnx2caffe export`); --input-shape also fixes an ONNX file's dynamic inputs"
+    )
     add_export_options(group, required=False)
 
 

@@ -502,7 +502,7 @@ def test_check_memory_estimate_arithmetic():
     t = 768
     assert (est.inputs, est.outputs, est.all_blobs, est.live_peak) == (t, t, 4 * t, 4 * t)
     assert est.stages["opencv"] == 2 * 1000 + t + 4 * t + 2 * t
-    assert est.worker == 4 * t + 2000 + t + 3 * t + limits.WORKER_OVERHEAD
+    assert est.worker == 4 * t + 2000 + t + 2 * t + limits.WORKER_OVERHEAD
     assert est.total == est.held + est.stages["pycaffe"] + limits.LIBRARIES
     avail, where = limits.available_memory()
     assert avail is None or (avail > 0 and where)
