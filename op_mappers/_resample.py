@@ -12,6 +12,8 @@ then gives the result the ONNX output's blob name.
   divided by a window of 1, so the copy is bit-exact (inf and NaN too); the crop keeps Caffe's and OpenCV's output
   sizes equal (both round up when the last window would start beyond the input);
 - `flip`: reverse an axis (a gather with descending indices);
+- `repeat`: each slice along an axis repeated k times (nearest upsampling): one Concat of k references to a
+  (P, n, 1, R) view, copies of whole rows;
 - `matrix`: output = M @ input along an axis: InnerProduct(axis=last) on the last axis, else a 1x1 Convolution on
   a (P, D, R, 1) view whose channel axis is the resampled one.
 """
@@ -184,6 +186,20 @@ def pick(ctx, node, bottom: str, shape: Sequence[int], picks: dict[int, tuple[in
         cur = out
         cur_shape = cur_shape[:2] + tuple((cur_shape[2 + i] - 1) // strides[i] + 1 for i in range(2))
     return layers, cur, cur_shape
+
+
+def repeat(ctx, node, bottom: str, shape: Sequence[int], axis: int, times: int):
+    """Each slice along `axis` repeated `times` times in place (nearest upsampling by an integer factor): a Concat
+    of `times` references to a (P, n, 1, R) view along its third axis, copies of whole rows."""
+    shape = tuple(shape)
+    n = shape[axis]
+    v = (prod(shape[:axis]), n, 1, prod(shape[axis + 1 :]))
+    out_shape = shape[:axis] + (n * times,) + shape[axis + 1 :]
+    layers, blob = view(ctx, node, bottom, shape, v)
+    top = fresh(ctx, node, f"repeat{axis}")
+    layers.append(ctx.layer(top, "Concat", [blob] * times, [top], concat_param={"axis": 2}))
+    more, blob = view(ctx, node, top, (v[0], n, times, v[3]), out_shape, "unview")
+    return layers + more, blob, out_shape
 
 
 # ------------------------------------------------------------------------------------------ matrix

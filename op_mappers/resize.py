@@ -1,47 +1,42 @@
-"""Resize / Upsample (every mode, coordinate mode, nearest mode, scale or size, any axes) -> a fixed linear map per
-resized axis, in the cheapest exact Caffe form.
+"""Resize / Upsample (every mode, coordinate mode, nearest mode, scale or size, axes, any rank) -> one fixed linear
+map per resized axis, as copies where it copies and as the interpolation matrix otherwise.
 
 Resize is separable: along each resized axis the output is R @ input for a fixed matrix R (n_out x n_in) that
-depends only on the sizes and attributes (_resample_matrix.py builds onnxruntime's R by repeating its float32
-arithmetic, and the spec's R in exact rationals). Per axis the mapper takes the first form whose own matrix,
-built in exact arithmetic, is identical to R:
-- identity: nothing (scale 1, or every size unchanged);
-- pick (out[o] = in[a + s * o], nearest downsampling): Slice crop + AVE Pooling kernel 1 stride s, copies only;
-- deconv (integer upsampling n_out = f * n_in, or align_corners with n_out - 1 = f * (n_in - 1)): replicate
-  padding by Slice + Concat, then one depthwise Deconvolution with a fixed kernel, stride f;
-  cost len(kernel) / f multiply-adds per output per axis (bilinear x2: 2, x8: 2; nearest: 1);
-- conv (integer downsampling with a periodic kernel, e.g. linear half_pixel / 2 = a [0.5, 0.5] kernel stride 2):
-  replicate padding, one depthwise Convolution with stride, cost len(kernel) per output;
-- gather (nearest at other factors): Slice into single rows + Concat in output order, copies only;
-- dense (linear / cubic / antialias at any other factor or size, align_corners, exclude_outside): the matrix
-  itself, InnerProduct(axis=last) along W, a 1x1 Convolution over a (N*C, H, W, 1) view along H (channel axis = H);
-  cost n_in multiply-adds per output per axis, (H_out * H_in * W_in + H_out * W_out * W_in) per channel for both,
-  in the cheaper axis order; weights n_out * n_in floats per axis.
-When H and W are both deconv (or both conv, both pick) they share one layer (a 2-D kernel, the outer product).
-
-Exactness. Nearest, pick and gather copy onnxruntime's index choice (ties included): bit-exact. Deconv and conv
-compute the spec's exact weights rounded once to float32; they are used only when those differ from onnxruntime's
-float32 weights by at most 2^-17 (its coordinate rounding, about n_in * 2^-24), else the dense form with
-onnxruntime's own float32 weights is used. Every output is then a sum of <= n_in products of float32 weights:
-error <= (taps + 1) * 2^-24 * sum|w_j x_j| per axis, and the deconv/conv forms add 0 * x terms from zero taps
-(exact for finite inputs). Refused: tf_crop_and_resize (a region of interest with extrapolation).
+depends only on the sizes and attributes. _resample_matrix.py builds onnxruntime's R by repeating its float32
+arithmetic (coordinates, clamping, nearest rounding and ties, cubic coefficients, antialias filters), so its
+weights are bit-identical to onnxruntime's. Per axis:
+- identity (scale 1, or no size changes): nothing;
+- every row copies one input with weight 1 (nearest; linear at coordinates that are integers): copies only,
+  bit-exact for any input:
+  pick (out[o] = in[a + s * o], downsampling): Slice crop + AVE Pooling kernel 1 stride s;
+  repeat (out[o] = in[o // k], nearest upsampling by k): Concat of k references to a (P, n, 1, R) view;
+  gather (other patterns): Slice + Concat in output order;
+  along the last axis (W) repeat/gather become the 0/1 selection matrix instead (OpenCV concatenates the last
+  axis one element at a time; 1 * x + 0 * others is exact for finite x);
+- otherwise (linear, cubic, antialias, align_corners, any factor or size): the matrix R, as InnerProduct(axis=last)
+  along the last axis and as a 1x1 Convolution over a (P, n_in, R, 1) view along any other axis (its channel axis
+  is the resized one); n_in multiply-adds per output element and n_out * n_in weights per axis. Both axes of a
+  2-D resize cost C * (H_out * H_in * W_? + H_? * W_out * W_in) in the cheaper order (the axis that shrinks, or
+  the cheaper one, first).
+Error bound of the matrix form: each output is a float32 sum of the same non-zero products onnxruntime forms
+(with the same float32 weights) plus exact zeros, rounded differently: <= (taps + 1) * 2^-24 * sum|w_j x_j| per
+axis; onnxruntime multiplies the two axes' weights first, one rounding more. Tests hold it to 2e-6 of max|y|.
+Why not the depthwise Deconvolution of the older mapper (integer factors): on OpenCV 4.14 (one thread) it runs
+5-15x slower than these forms (benchmarks/resample.py), and no faster in Caffe. Refused: tf_crop_and_resize
+(a region of interest with extrapolation).
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-from fractions import Fraction
-
-import numpy as np
 
 from onnx2caffe.registry import register
 
-from ._compose import fresh
-from ._resample import finish, gather, matrix, pick, prod, replicate_pad, view
+from ._resample import finish, gather, matrix, pick, prod, repeat
 from ._resample_matrix import COORDINATE_MODES, F32, AxisResize, Plan, axis_plan
 
-_LAYERS = ("Deconvolution", "Convolution", "InnerProduct", "Pooling", "Reshape", "Slice", "Concat", "Silence")
+_LAYERS = ("InnerProduct", "Convolution", "Pooling", "Concat", "Reshape", "Slice", "Silence", "Power")
 _NEAREST_MODES = ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil")
 
 
@@ -61,8 +56,8 @@ def _full(node, values, axes, rank, fill, what):
 
 
 def _axes_scales(node, ctx, shape, scales, sizes, axes=None, policy="stretch"):
-    """Per axis (n_out, float32 scale, exact scale), as onnxruntime derives them; the output shape is checked
-    against shape inference."""
+    """Per axis (n_out, float32 scale), as onnxruntime derives them; the output shape is checked against shape
+    inference."""
     rank = len(shape)
     if axes is not None:
         norm = []
@@ -77,24 +72,20 @@ def _axes_scales(node, ctx, shape, scales, sizes, axes=None, policy="stretch"):
         if any(not (v > 0) for v in s32):
             node.reject(f"scales {[float(v) for v in s32]} must be positive")
         out = [int(s * F32(d)) for s, d in zip(s32, shape, strict=True)]
-        exact = [Fraction(float(s)) for s in s32]
     elif sizes is not None:
         out = [int(v) for v in _full(node, sizes, axes, rank, list(shape), "sizes")]
         if any(v <= 0 for v in out):
             node.reject(f"sizes {out} must be positive (Caffe blobs cannot be empty)")
         s32 = [F32(o) / F32(d) for o, d in zip(out, shape, strict=True)]
-        exact = [Fraction(o, d) for o, d in zip(out, shape, strict=True)]
         if policy != "stretch":
             chosen = axes if axes is not None else list(range(rank))
-            pick32 = min if policy == "not_larger" else max
-            s = pick32(s32[a] for a in chosen)
-            e = pick32(exact[a] for a in chosen)
+            s = (min if policy == "not_larger" else max)(s32[a] for a in chosen)
             for a in range(rank):
                 if a in chosen:
-                    s32[a], exact[a] = s, e
+                    s32[a] = s
                     out[a] = int(math.floor(float(s * F32(shape[a])) + 0.5))  # std::round, halves up
                 else:
-                    s32[a], exact[a], out[a] = F32(1), Fraction(1), shape[a]
+                    s32[a], out[a] = F32(1), shape[a]
     else:
         node.reject("neither scales nor sizes is given")
     got = ctx.shape(node.output(0))
@@ -102,116 +93,58 @@ def _axes_scales(node, ctx, shape, scales, sizes, axes=None, policy="stretch"):
         node.reject(f"inferred output shape {tuple(got)} differs from onnxruntime's {tuple(out)}")
     if min(out) <= 0:
         node.reject(f"output shape {tuple(out)} is empty (Caffe blobs cannot be empty)")
-    return list(zip(out, s32, exact, strict=True))
+    return list(zip(out, s32, strict=True))
 
 
 # ------------------------------------------------------------------------------------------ emission
-def _sampler(ctx, node, blob, shape, plans: dict[int, Plan]):
-    """Deconvolution / Convolution plans on axes 2 and 3 of a 4-D blob, as one depthwise layer (the 2-D kernel is
-    the outer product of the 1-D kernels). -> (layers, blob, shape)."""
-    kind = next(p.kind for p in plans.values())
-    layers: list = []
-    cur_shape = tuple(shape)
-    for axis, p in sorted(plans.items()):
-        if p.rep:
-            more, blob, cur_shape = replicate_pad(ctx, node, blob, cur_shape, axis, p.rep, p.rep)
-            layers += more
-    one = Plan(kind, 1, 1, 1, kernel=(1.0,))
-    ph, pw = plans.get(2, one), plans.get(3, one)
-    kh, kw = np.array(ph.kernel), np.array(pw.kernel)
-    c = cur_shape[1]
-    weight = np.ascontiguousarray(
-        np.broadcast_to(np.outer(kh, kw), (c, 1, len(kh), len(kw))), dtype=np.float32
-    )
-    param = {"num_output": c, "bias_term": False, "group": c, "kernel_h": len(kh), "kernel_w": len(kw)}
-    param.update({"stride_h": ph.stride, "stride_w": pw.stride})
-    if kind == "deconv":
-        param.update({"pad_h": ph.pad, "pad_w": pw.pad})
-    top = fresh(ctx, node, kind)
-    layer_type = "Deconvolution" if kind == "deconv" else "Convolution"
-    layers.append(ctx.layer(top, layer_type, [blob], [top], blobs=[weight], convolution_param=param))
-    if kind == "deconv":
-        out = cur_shape[:2] + tuple(plans[a].n_out if a in plans else cur_shape[a] for a in (2, 3))
-        return layers, top, out
-    # convolution: floor((L - k) / s) + 1 outputs; keep the first n_out
-    full = cur_shape[:2] + tuple(
-        (cur_shape[a] - len(p.kernel)) // p.stride + 1 if (p := plans.get(a)) else cur_shape[a]
-        for a in (2, 3)
-    )
-    blob = top
-    for a, p in sorted(plans.items()):
-        if full[a] != p.n_out:
-            more, blob, full = _crop_axis(ctx, node, blob, full, a, p.n_out)
-            layers += more
-    return layers, blob, full
-
-
-def _crop_axis(ctx, node, blob, shape, axis, n):
-    return gather(ctx, node, blob, shape, axis, list(range(n)))
-
-
-def _step(ctx, node, blob, shape, step):
-    """One step: a single axis plan, or plans on the last two axes of a 4-D (or viewed) blob."""
-    axes = sorted(step)
-    kind = step[axes[0]].kind
-    shape = tuple(shape)
+def _step(ctx, node, blob, shape, step: dict[int, Plan]):
+    """One step: one axis's plan, or picks on axes 2 and 3 of a 4-D blob (one pooling)."""
+    kind = next(iter(step.values())).kind
     if kind == "pick":
         return pick(ctx, node, blob, shape, {a: (p.start, p.stride, p.n_out) for a, p in step.items()})
+    ((axis, plan),) = step.items()
+    if kind == "repeat":
+        return repeat(ctx, node, blob, shape, axis, plan.stride)
     if kind == "gather":
-        (axis,) = axes
-        return gather(ctx, node, blob, shape, axis, step[axis].index)
-    if kind == "dense":
-        (axis,) = axes
-        return matrix(ctx, node, blob, shape, axis, step[axis].matrix)
-    out_shape = list(shape)
-    for a, p in step.items():
-        out_shape[a] = p.n_out
-    out_shape = tuple(out_shape)
-    rank = len(shape)
-    if rank == 4 and set(axes) <= {2, 3}:
-        return _sampler(ctx, node, blob, shape, step)
-    if len(axes) == 2:  # the last two axes of another rank: a (P, 1, H, W) view
-        v = (prod(shape[:-2]), 1, shape[-2], shape[-1])
-        plans = {2: step[rank - 2], 3: step[rank - 1]}
-    else:
-        (axis,) = axes
-        v = (prod(shape[:axis]), 1, shape[axis], prod(shape[axis + 1 :]))
-        plans = {2: step[axis]}
-    layers, b = view(ctx, node, blob, shape, v)
-    more, b, vout = _sampler(ctx, node, b, v, plans)
-    more2, b = view(ctx, node, b, vout, out_shape, "unview")
-    return layers + more + more2, b, out_shape
+        return gather(ctx, node, blob, shape, axis, plan.index)
+    return matrix(ctx, node, blob, shape, axis, plan.matrix)
 
 
 def _steps(plans: dict[int, Plan], rank: int) -> list[dict[int, Plan]]:
-    """Group the plans into steps: the last two axes share one layer when both are deconv, conv or pick."""
+    """One step per resized axis; picks on the two spatial axes of a 4-D tensor share one pooling."""
     active = {a: p for a, p in plans.items() if p.kind != "identity"}
     steps = []
-    last2 = [a for a in (rank - 2, rank - 1) if a in active]
-    if len(last2) == 2 and active[last2[0]].kind == active[last2[1]].kind in ("deconv", "conv", "pick"):
-        steps.append({a: active.pop(a) for a in last2})
-    steps += [{a: p} for a, p in sorted(active.items())]
-    return steps
+    if rank == 4 and all(active.get(a, Plan("", 0, 0)).kind == "pick" for a in (2, 3)):
+        steps.append({a: active.pop(a) for a in (2, 3)})
+    return steps + [{a: p} for a, p in sorted(active.items())]
 
 
 def _cost(steps, shape) -> float:
-    """Multiply-adds (copies count 1 per element) of running the steps in this order."""
+    """Multiply-adds (a copied element counts 1) of running the steps in this order."""
     total, cur = 0.0, list(shape)
     for step in steps:
+        per = 1
         for a, p in step.items():
             cur[a] = p.n_out
-        per = 1
-        for p in step.values():
             per *= max(p.macs, 1)
         total += prod(cur) * per
     return total
 
 
 def resample(ctx, node, x: str, y: str, shape, plans: dict[int, Plan]):
-    """Layers computing y from x with one plan per axis, steps in the cheapest order."""
+    """Layers computing y from x with one plan per axis, the steps in the cheapest order."""
     steps = _steps(plans, len(shape))
     if len(steps) > 1:
-        steps = list(min(itertools.permutations(steps), key=lambda order: _cost(order, shape)))
+        # ties: matrices before copies (a GEMM on the smaller tensor, the big output written by a copy)
+        steps = list(
+            min(
+                itertools.permutations(steps),
+                key=lambda order: (
+                    _cost(order, shape),
+                    [next(iter(st.values())).kind != "dense" for st in order],
+                ),
+            )
+        )
     layers: list = []
     blob, cur = ctx.blob(x), tuple(shape)
     for step in steps:
@@ -227,8 +160,8 @@ def _convert(
     x = node.input(0)
     shape = ctx.shape(x)
     plans: dict[int, Plan] = {}
-    if [n for n, _, _ in axes_scales] != list(shape):
-        for axis, (n_out, s32, exact) in enumerate(axes_scales):
+    if [n for n, _ in axes_scales] != list(shape):  # onnxruntime copies when no size changes
+        for axis, (n_out, s32) in enumerate(axes_scales):
             a = AxisResize(
                 mode,
                 cmode,
@@ -236,16 +169,11 @@ def _convert(
                 shape[axis],
                 n_out,
                 s32,
-                exact,
                 F32(cubic_a),
                 bool(exclude),
                 bool(antialias),
             )
-            plan, _ = axis_plan(a)
-            if a.mode == "nearest" and plan.kind == "dense":
-                index = [int(np.argmax(row)) for row in plan.matrix]
-                plan = Plan("gather", a.n_in, a.n_out, index=tuple(index))
-            plans[axis] = plan
+            plans[axis] = axis_plan(a, last_axis=axis == len(shape) - 1)
     return resample(ctx, node, x, node.output(0), shape, plans)
 
 
@@ -265,7 +193,7 @@ def _const_values(node, ctx, index: int, what: str):
 
 @register("Upsample", since=7, until=10, layers=_LAYERS)
 def upsample(node, ctx):
-    """Upsample (opsets 7-9, asymmetric coordinates, any factor >= 1): nearest or linear, per axis as Resize."""
+    """Upsample (opsets 7-9, asymmetric coordinates, any factor >= 1): nearest or linear, per axis as Resize 11+."""
     mode = _mode(node, node.attr("mode", "nearest"), ("nearest", "linear"))
     shape = ctx.shape(node.input(0))
     scales = node.attr("scales", None)  # opset 7: attribute; opset 9: input
@@ -290,10 +218,10 @@ def resize_v10(node, ctx):
 
 @register("Resize", since=11, layers=_LAYERS)
 def resize_v11(node, ctx):
-    """Resize 11+ (nearest / linear / cubic, every coordinate and nearest mode, antialias, scales or sizes, axes,
-    keep_aspect_ratio_policy) -> per axis: copies (pick/gather, bit-exact), a depthwise Deconvolution or Convolution
-    for periodic factors (kernel/stride MACs per output), else the interpolation matrix (InnerProduct along W,
-    1x1 Convolution along H: n_in MACs per output); weights within 2^-17 of onnxruntime's, float32 sums."""
+    """Resize 11+ (nearest/linear/cubic, every coordinate and nearest mode, antialias, scales/sizes, axes, aspect
+    policy) -> per axis: copies where each output copies one input (Pooling/Concat, bit-exact; the last axis: a 0/1
+    InnerProduct), else onnxruntime's interpolation matrix (InnerProduct along W, 1x1 Convolution along H: n_in
+    MACs per output, n_out * n_in weights), float32 sums: error <= (taps + 1) * 2^-24 * sum|w x| per axis."""
     mode = _mode(node, node.attr("mode", "nearest"))
     cmode = node.attr("coordinate_transformation_mode", "half_pixel")
     nearest_mode = node.attr("nearest_mode", "round_prefer_floor")
