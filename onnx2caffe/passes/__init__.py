@@ -14,6 +14,7 @@ from . import (
     fuse_channel_shuffle,
     fuse_l2_normalize,
     fuse_matmul_add,
+    fuse_pixel_shuffle,
     fuse_threshold,
     remove_dead_nodes,
 )
@@ -26,6 +27,7 @@ PASSES = (
     fuse_l2_normalize,
     fuse_threshold,
     fuse_channel_shuffle,
+    fuse_pixel_shuffle,
     remove_dead_nodes,
 )
 
