@@ -26,8 +26,8 @@ from ._compose import fresh
 from ._resample import finish, pick, view
 
 DOMAIN = "onnx2caffe"
-_D2S_LAYERS = ("Deconvolution", "Slice", "Reshape", "Concat")
-_S2D_LAYERS = ("Slice", "Pooling", "Concat", "Reshape", "Silence")
+_D2S_LAYERS = ("Deconvolution", "Slice", "Reshape", "Concat", "Power")
+_S2D_LAYERS = ("Slice", "Pooling", "Concat", "Reshape", "Silence", "Power")
 
 
 def _mode(node, default: str = "DCR") -> str:
@@ -133,26 +133,50 @@ def space_to_depth(node, ctx, mode: str):
     return finish(ctx, node, layers + more, blob, ctx.blob(y))
 
 
-@register("DepthToSpace", since=1, layers=_D2S_LAYERS)
+@register(
+    "DepthToSpace",
+    since=1,
+    layers=_D2S_LAYERS,
+    notes="DCR/CRD -> one-hot grouped Deconvolution, kernel = stride = r (r*r MACs per output, C*r^4 weights; 1*x plus "
+    "exact zeros: exact for finite inputs); DCR regroups channels first (Slice, Reshape, Concat: copies)",
+)
 def depth_to_space_onnx(node, ctx):
     """DepthToSpace (DCR, or CRD = PixelShuffle) -> one-hot grouped Deconvolution (r*r MACs per output, exact for
     finite inputs); DCR first regroups the channels by copies (Slice, Reshape, Concat)."""
     return depth_to_space(node, ctx, _mode(node) if node.opset >= 11 else "DCR")
 
 
-@register("SpaceToDepth", since=1, layers=_S2D_LAYERS)
+@register(
+    "SpaceToDepth",
+    since=1,
+    layers=_S2D_LAYERS,
+    notes="-> r*r strided picks (crop + AVE Pooling kernel 1 stride r) concatenated on channels (copies, bit-exact, "
+    "no MACs)",
+)
 def space_to_depth_onnx(node, ctx):
     """SpaceToDepth -> r*r strided picks (crop + AVE Pooling kernel 1 stride r) concatenated on channels: copies."""
     return space_to_depth(node, ctx, "DCR")
 
 
-@register("DepthToSpace", since=1, domain=DOMAIN, layers=_D2S_LAYERS)
+@register(
+    "DepthToSpace",
+    since=1,
+    domain=DOMAIN,
+    layers=_D2S_LAYERS,
+    notes="pixel shuffle fused by the fuse_pixel_shuffle pass (mode CRD/DCR) -> as DepthToSpace",
+)
 def depth_to_space_fused(node, ctx):
     """PixelShuffle found by the fuse_pixel_shuffle pass (mode CRD or DCR), as DepthToSpace."""
     return depth_to_space(node, ctx, _mode(node))
 
 
-@register("SpaceToDepth", since=1, domain=DOMAIN, layers=_S2D_LAYERS)
+@register(
+    "SpaceToDepth",
+    since=1,
+    domain=DOMAIN,
+    layers=_S2D_LAYERS,
+    notes="pixel unshuffle fused by the fuse_pixel_shuffle pass (mode CRD/DCR) -> strided picks and Concat (copies)",
+)
 def space_to_depth_fused(node, ctx):
     """PixelUnshuffle found by the fuse_pixel_shuffle pass (mode CRD, or DCR as SpaceToDepth): strided picks, copies."""
     return space_to_depth(node, ctx, _mode(node))

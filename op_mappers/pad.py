@@ -87,7 +87,13 @@ def _pad(node, ctx, mode: str, pads, value: float, axes=None):
     return finish(ctx, node, layers, blob, ctx.blob(y))
 
 
-@register("Pad", since=1, until=11, layers=_LAYERS)
+@register(
+    "Pad",
+    since=1,
+    until=11,
+    layers=_LAYERS,
+    notes="pads/paddings, mode and value attributes -> as Pad 11+ (Slice + Concat copies per padded axis)",
+)
 def pad_v1(node, ctx):
     """Pad with attributes (opsets 1-10: pads/paddings, mode, value) -> Slice + Concat per axis (copies)."""
     pads = node.attr("pads", None)
@@ -100,7 +106,14 @@ def pad_v1(node, ctx):
     return _pad(node, ctx, node.attr("mode", "constant"), pads, float(node.attr("value", 0.0)))
 
 
-@register("Pad", since=11, layers=_LAYERS)
+@register(
+    "Pad",
+    since=11,
+    layers=_LAYERS,
+    notes="constant/reflect/edge/wrap, negative pads (crops), any axes and rank -> per padded axis one Slice and one "
+    "Concat of the runs (copies, bit-exact, no MACs); a constant is Power(scale 0, shift v) of one slice (exact; "
+    "OpenCV: finite inputs); reflect beyond length-1 refused (as onnxruntime)",
+)
 def pad_v11(node, ctx):
     """Pad (constant, reflect, edge, wrap; negative pads crop; axes input) -> Slice + Concat per padded axis:
     copies, bit-exact (a constant is Power(scale=0, shift=v) of one slice: exact for finite inputs on OpenCV)."""

@@ -191,7 +191,14 @@ def _const_values(node, ctx, index: int, what: str):
     return None if value is None or value.size == 0 else value.tolist()
 
 
-@register("Upsample", since=7, until=10, layers=_LAYERS)
+@register(
+    "Upsample",
+    since=7,
+    until=10,
+    layers=_LAYERS,
+    notes="nearest/linear, asymmetric coordinates, factors >= 1 -> per axis as Resize 11+ (copies or the interpolation "
+    "matrix)",
+)
 def upsample(node, ctx):
     """Upsample (opsets 7-9, asymmetric coordinates, any factor >= 1): nearest or linear, per axis as Resize 11+."""
     mode = _mode(node, node.attr("mode", "nearest"), ("nearest", "linear"))
@@ -207,7 +214,14 @@ def upsample(node, ctx):
     return _convert(node, ctx, mode, "asymmetric", "simple", _axes_scales(node, ctx, shape, scales, None))
 
 
-@register("Resize", since=10, until=11, layers=_LAYERS)
+@register(
+    "Resize",
+    since=10,
+    until=11,
+    layers=_LAYERS,
+    notes="nearest/linear, asymmetric coordinates, any scales -> per axis as Resize 11+ (copies or the interpolation "
+    "matrix)",
+)
 def resize_v10(node, ctx):
     """Resize-10 (asymmetric coordinates, scales input): nearest or linear, per axis as Resize-11."""
     mode = _mode(node, node.attr("mode", "nearest"), ("nearest", "linear"))
@@ -216,7 +230,16 @@ def resize_v10(node, ctx):
     return _convert(node, ctx, mode, "asymmetric", "simple", _axes_scales(node, ctx, shape, scales, None))
 
 
-@register("Resize", since=11, layers=_LAYERS)
+@register(
+    "Resize",
+    since=11,
+    layers=_LAYERS,
+    notes="nearest/linear/cubic, every coordinate and nearest mode, antialias, exclude_outside, scales or sizes, axes, "
+    "keep_aspect_ratio_policy -> per axis: copies where each output copies one input (Pooling kernel 1, Concat; "
+    "bit-exact), else onnxruntime's float32 interpolation matrix (InnerProduct along W, 1x1 Convolution on a view "
+    "along other axes; n_in MACs per output, n_out*n_in weights; error <= (taps+1)*2^-24*sum|w*x| per axis); "
+    "tf_crop_and_resize refused",
+)
 def resize_v11(node, ctx):
     """Resize 11+ (nearest/linear/cubic, every coordinate and nearest mode, antialias, scales/sizes, axes, aspect
     policy) -> per axis: copies where each output copies one input (Pooling/Concat, bit-exact; the last axis: a 0/1

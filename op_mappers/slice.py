@@ -165,7 +165,13 @@ def slice_v1(node, ctx):
     return _slice(node, ctx, starts, ends, node.attr("axes", None), None)
 
 
-@register("Slice", since=10, layers=("Slice", "Silence", "Pooling", "Concat", "Reshape"))
+@register(
+    "Slice",
+    since=10,
+    layers=("Slice", "Silence", "Pooling", "Concat", "Reshape", "Power"),
+    notes="constant starts/ends/axes/steps -> one Slice per cut axis; step s > 1: exact crop + AVE Pooling kernel 1 "
+    "stride s; negative steps: Slice + Concat reversed (copies, bit-exact, no MACs)",
+)
 def slice_v10(node, ctx):
     """Slice with constant starts/ends/axes/steps inputs: one Caffe Slice per cut axis; steps > 1 a crop and an
     AVE Pooling kernel 1 stride s (copies, bit-exact); negative steps also Slice + Concat reversed (copies)."""
