@@ -125,7 +125,10 @@ def _deconv_net(model, folder: Path, tag: str):
     if sizes[2] % shape[2] or sizes[3] % shape[3]:
         return None
     f = sizes[2] // shape[2]
-    mode = onnx.helper.get_attribute_value(next(a for a in node.attribute if a.name == "mode")).decode()
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+    if attrs.get("coordinate_transformation_mode", b"half_pixel") == b"align_corners":
+        return None  # no fixed kernel exists
+    mode = attrs["mode"].decode()
     k = f if mode == "nearest" else 2 * f
     c = shape[1]
     net = CaffeNet("deconv")
