@@ -17,6 +17,7 @@ from . import (
     fuse_l2_normalize,
     fuse_layer_norm,
     fuse_matmul_add,
+    fuse_pixel_shuffle,
     fuse_threshold,
     fuse_transposed_layer_norm,
     remove_dead_nodes,
@@ -36,6 +37,7 @@ PASSES = (
     fuse_l2_normalize,
     fuse_threshold,
     fuse_channel_shuffle,
+    fuse_pixel_shuffle,
     remove_dead_nodes,
 )
 
