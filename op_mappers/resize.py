@@ -31,6 +31,8 @@ from __future__ import annotations
 import itertools
 import math
 
+import numpy as np
+
 from onnx2caffe.registry import register
 
 from ._resample import finish, gather, matrix, pick, prod, repeat
@@ -172,6 +174,10 @@ def _convert(
                 F32(cubic_a),
                 bool(exclude),
                 bool(antialias),
+            )
+            # the dense form builds a float64 (n_out, n_in) matrix: ask before building it
+            ctx.check_array(
+                (n_out, shape[axis]), np.float64, f"the interpolation matrix of axis {axis}", False
             )
             plans[axis] = axis_plan(a, last_axis=axis == len(shape) - 1)
     return resample(ctx, node, x, node.output(0), shape, plans)
