@@ -272,7 +272,9 @@ class Unroller:
         # a last state nothing reads (Y_h when only Y_c is used, ...) goes to the Silence layer
         used = {b for layer in self.layers for b in layer.bottom}
         outputs = {self.output_blob(i) for i in range(len(self.node.outputs))}
-        self.unused += [b for lasts in finals.values() for b in lasts if b not in used and b not in outputs]
+        self.unused += [
+            b for lasts in finals.values() for b in lasts if b and b not in used and b not in outputs
+        ]
         if self.unused:
             name = fresh(self.ctx, self.node, "silence")
             self.layers.append(self.ctx.layer(name, "Silence", list(dict.fromkeys(self.unused)), []))

@@ -88,6 +88,11 @@ def lstm(node, ctx):
         else:
             kept = u.prod(f_g, c, tag + "keep")
             c_new = u.sum(kept, new_in, tag + "c", c_top)
+        if last and not (
+            u.output_blob(0) or u.output_blob(1)
+        ):  # only Y_c is used: the last output gate is not needed
+            u.unused.append(o_g)
+            return None, c_new
         out = u.act(h_act, c_new, tag + "cact")
         h_new = u.prod(o_g, out, tag + "h", h_top)
         return h_new, c_new
