@@ -80,14 +80,58 @@ def _caffe_divisor(H, k, s, P, first, n):
 def _map_pool(node, ctx, method: str, ceil: int, include_pad: int):
     x, y = node.inputs[0], node.outputs[0]
     shape = ctx.shape(x)
-    if len(shape) != 4:
-        node.reject(f"only 2-D pooling (rank-4 input) has a Caffe Pooling form, input rank is {len(shape)}")
+    rank = len(shape)
+    if rank not in (3, 4):
+        node.reject(f"only 1-D and 2-D pooling (rank 3 or 4) have a Caffe Pooling form, input rank is {rank}")
+    nsp = rank - 2
     kernel = [int(k) for k in node.attr("kernel_shape")]
-    strides = [int(s) for s in (node.attr("strides", None) or [1, 1])]
+    strides = [int(s) for s in (node.attr("strides", None) or [1] * nsp)]
     dil = node.attr("dilations", None)
     if dil is not None and any(d != 1 for d in dil):
         node.reject_attr("dilations", dil, "Caffe Pooling has no dilation")
     begin, end = _explicit_pads(node, shape, kernel, strides)
+    if rank == 4:
+        return _pool_2d(
+            node,
+            ctx,
+            method,
+            ceil,
+            include_pad,
+            ctx.blob(x),
+            ctx.blob(y),
+            shape,
+            ctx.shape(y)[2:],
+            kernel,
+            strides,
+            begin,
+            end,
+        )
+    # 1-D: the same 2-D machinery on a (N, C, L, 1) view (a unit axis with kernel 1, stride 1, no padding)
+    src, top = fresh(ctx, node, "as_2d"), fresh(ctx, node, "pool_2d")
+    layers = [reshape(ctx, src, ctx.blob(x), src, (*shape, 1))]
+    layers += _pool_2d(
+        node,
+        ctx,
+        method,
+        ceil,
+        include_pad,
+        src,
+        top,
+        (*shape, 1),
+        (ctx.shape(y)[2], 1),
+        kernel + [1],
+        strides + [1],
+        begin + [0],
+        end + [0],
+    )
+    layers.append(reshape(ctx, fresh(ctx, node, "as_1d"), top, ctx.blob(y), ctx.shape(y)))
+    return layers
+
+
+def _pool_2d(
+    node, ctx, method, ceil, include_pad, bottom, y_blob, shape, inferred, kernel, strides, begin, end
+):
+    """Pooling of the rank-4 blob `bottom` (shape `shape`) into `y_blob`; `inferred`: ONNX's output H, W."""
     layers, unused = [], []
     caffe_pad, first, caffe_n, need = [], [], [], []
     for i in range(2):
@@ -111,10 +155,9 @@ def _map_pool(node, ctx, method: str, ceil: int, include_pad: int):
         first.append(j)
         caffe_n.append(cn)
         need.append(n)
-    inferred = ctx.shape(y)
-    if tuple(inferred[2:]) != tuple(need):
+    if tuple(inferred) != tuple(need):
         node.reject(
-            f"ONNX shape inference gives spatial size {tuple(inferred[2:])} but onnxruntime computes {tuple(need)} "
+            f"ONNX shape inference gives spatial size {tuple(inferred)} but onnxruntime computes {tuple(need)} "
             "(ceil mode with a last window starting in the padding); re-export without ceil_mode"
         )
     # Caffe's rule (applied only with padding) uses pad_h and pad_w together
@@ -154,14 +197,14 @@ def _map_pool(node, ctx, method: str, ceil: int, include_pad: int):
             ratio = np.outer(r[0], r[1]).astype(np.float32)
     cut = [first[i] > 0 or caffe_n[i] > first[i] + need[i] for i in range(2)]
     last_ops = sum(cut) + (ratio is not None)
-    cur = ctx.blob(y) if last_ops == 0 else fresh(ctx, node, "pool")
-    layers.append(ctx.layer(node.name, "Pooling", [ctx.blob(x)], [cur], pooling_param=p))
+    cur = y_blob if last_ops == 0 else fresh(ctx, node, "pool")
+    layers.append(ctx.layer(node.name, "Pooling", [bottom], [cur], pooling_param=p))
     dims = [shape[0], shape[1], caffe_n[0], caffe_n[1]]
     for i in range(2):
         if not cut[i]:
             continue
         last_ops -= 1
-        top = ctx.blob(y) if last_ops == 0 else fresh(ctx, node, f"crop{i}")
+        top = y_blob if last_ops == 0 else fresh(ctx, node, f"crop{i}")
         layers += slice_range(ctx, node, cur, top, 2 + i, dims[2 + i], first[i], first[i] + need[i], unused)
         dims[2 + i] = need[i]
         cur = top
@@ -172,7 +215,7 @@ def _map_pool(node, ctx, method: str, ceil: int, include_pad: int):
                 fresh(ctx, node, "divisor"),
                 "Scale",
                 [cur],
-                [ctx.blob(y)],
+                [y_blob],
                 blobs=[ratio],
                 scale_param={"axis": 2, "num_axes": 2},
             )
@@ -196,37 +239,39 @@ def average_pool(node, ctx):
 
 
 def _global(node, ctx, method: str, x: str, y: str, keepdims: bool = True):
+    """Global pooling over every axis after the channels. Rank 4 is one Pooling layer; other ranks (>= 3) pool a
+    (N, C, L, 1) / (N, C, D*H, W) view of the input (the same elements, so the same maximum and the same mean up
+    to the summation order) and reshape the (N, C, 1, 1) result back."""
     shape = ctx.shape(x)
+    if len(shape) < 3:
+        node.reject(f"global pooling needs an input of rank >= 3, got rank {len(shape)}")
+    p = {"pool": method, "global_pooling": True}
+    if len(shape) == 4 and keepdims:
+        return [ctx.layer(node.name, "Pooling", [ctx.blob(x)], [ctx.blob(y)], pooling_param=p)]
+    layers, src = [], ctx.blob(x)
     if len(shape) != 4:
-        node.reject(f"global pooling needs a rank-4 input, got rank {len(shape)}")
-    if keepdims:
-        return [
-            ctx.layer(
-                node.name,
-                "Pooling",
-                [ctx.blob(x)],
-                [ctx.blob(y)],
-                pooling_param={"pool": method, "global_pooling": True},
-            )
-        ]
+        spatial = shape[2:]
+        src = fresh(ctx, node, "as_2d")
+        view = (*shape[:2], int(np.prod(spatial[:-1])), spatial[-1]) if len(spatial) > 1 else (*shape, 1)
+        layers.append(reshape(ctx, src, ctx.blob(x), src, view))
     mid = fresh(ctx, node, "pool")
-    return [
-        ctx.layer(
-            node.name, "Pooling", [ctx.blob(x)], [mid], pooling_param={"pool": method, "global_pooling": True}
-        ),
-        reshape(ctx, fresh(ctx, node, "squeeze"), mid, ctx.blob(y), shape[:2]),
-    ]
+    layers.append(ctx.layer(node.name, "Pooling", [src], [mid], pooling_param=p))
+    out = (*shape[:2], *([1] * (len(shape) - 2))) if keepdims else shape[:2]
+    layers.append(
+        reshape(ctx, fresh(ctx, node, "squeeze" if not keepdims else "as_nd"), mid, ctx.blob(y), out)
+    )
+    return layers
 
 
-@register("GlobalAveragePool", since=1, layers=("Pooling",))
+@register("GlobalAveragePool", since=1, layers=("Pooling", "Reshape"))
 def global_average_pool(node, ctx):
-    """GlobalAveragePool -> Pooling AVE global_pooling."""
+    """GlobalAveragePool (any rank >= 3) -> Pooling AVE global_pooling (+ Reshape around it unless rank 4)."""
     return _global(node, ctx, "AVE", node.inputs[0], node.outputs[0])
 
 
-@register("GlobalMaxPool", since=1, layers=("Pooling",))
+@register("GlobalMaxPool", since=1, layers=("Pooling", "Reshape"))
 def global_max_pool(node, ctx):
-    """GlobalMaxPool -> Pooling MAX global_pooling."""
+    """GlobalMaxPool (any rank >= 3) -> Pooling MAX global_pooling (+ Reshape around it unless rank 4)."""
     return _global(node, ctx, "MAX", node.inputs[0], node.outputs[0])
 
 

@@ -1,4 +1,5 @@
-"""MaxPool / AveragePool / global pooling / ReduceMean over H,W on real Caffe and OpenCV vs onnxruntime."""
+"""MaxPool / AveragePool (2-D and 1-D) / global pooling / ReduceMean over H,W on real Caffe and OpenCV vs
+onnxruntime."""
 
 from __future__ import annotations
 
@@ -76,9 +77,73 @@ def test_ceil_mode_is_one_layer(tmp_path):
     assert [layer.type for layer in net.layers] == ["Input", "Pooling"]
 
 
+# 1-D (L, kernel, stride, pads): floor and ceil differ, asymmetric pads, kernel = stride (adaptive pooling as
+# torch exports it when L is a multiple of the output size), a window as long as the input
+CASES_1D = [
+    (16, [3], [2], [1, 1]),
+    (15, [3], [2], [0, 0]),
+    (16, [4], [4], [0, 0]),
+    (17, [5], [3], [2, 1]),
+    (9, [2], [1], [0, 1]),
+    (7, [7], [7], [0, 0]),
+]
+
+
+@pytest.mark.parametrize("ceil", [0, 1])
+@pytest.mark.parametrize("L,k,s,pads", CASES_1D)
+def test_maxpool_1d(tmp_path, L, k, s, pads, ceil):
+    _pool("MaxPool", (2, 3, L), tmp_path, kernel_shape=k, strides=s, pads=pads, ceil_mode=ceil)
+
+
+@pytest.mark.parametrize("cip", [0, 1])
+@pytest.mark.parametrize("ceil", [0, 1])
+@pytest.mark.parametrize("L,k,s,pads", CASES_1D)
+def test_averagepool_1d(tmp_path, L, k, s, pads, ceil, cip):
+    kw = {"kernel_shape": k, "strides": s, "pads": pads, "ceil_mode": ceil, "count_include_pad": cip}
+    _pool("AveragePool", (2, 3, L), tmp_path, **kw)
+
+
+@pytest.mark.parametrize("auto_pad", ["SAME_UPPER", "SAME_LOWER", "VALID"])
+def test_auto_pad_1d(tmp_path, auto_pad):
+    _pool("MaxPool", (1, 2, 10), tmp_path, kernel_shape=[4], strides=[3], auto_pad=auto_pad)
+    _pool("AveragePool", (1, 2, 10), tmp_path, kernel_shape=[3], strides=[2], auto_pad=auto_pad)
+
+
+def test_pool_1d_is_the_2d_layer(tmp_path):
+    net = _pool("MaxPool", (1, 4, 16), tmp_path, kernel_shape=[3], strides=[2], pads=[1, 1], ceil_mode=1)
+    assert [layer.type for layer in net.layers] == ["Input", "Reshape", "Pooling", "Reshape"]
+    p = net.layer("pool").proto.pooling_param
+    assert (p.kernel_h, p.kernel_w, p.stride_h, p.stride_w, p.pad_h, p.pad_w) == (3, 1, 2, 1, 1, 0)
+
+
+@pytest.mark.parametrize("shape", [(2, 5, 7, 3), (2, 5, 9), (1, 3, 1), (1, 2, 3, 4, 5)])
 @pytest.mark.parametrize("op", ["GlobalAveragePool", "GlobalMaxPool"])
-def test_global(tmp_path, op):
-    _pool(op, (2, 5, 7, 3), tmp_path)
+def test_global(tmp_path, op, shape):
+    _pool(op, shape, tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("module", "exporter"),
+    [
+        ("MaxPool1d(3, 2, 1)", "torchscript"),
+        ("MaxPool1d(3, 2, 1, ceil_mode=True)", "dynamo"),
+        ("AvgPool1d(3, 2, 1, count_include_pad=False)", "torchscript"),
+        ("AvgPool1d(4, 3, 1, ceil_mode=True)", "dynamo"),
+        ("AdaptiveAvgPool1d(4)", "torchscript"),
+        ("AdaptiveAvgPool1d(4)", "dynamo"),
+        ("AdaptiveMaxPool1d(4)", "dynamo"),
+        ("AdaptiveMaxPool1d(1)", "torchscript"),
+    ],
+)
+def test_torch_1d_pooling(tmp_path, module, exporter):
+    # as torch exports nn.*Pool1d: MaxPool / AveragePool on (N, C, L), or (dynamo, adaptive) an Unsqueeze to
+    # (N, C, 1, L), a 2-D pool and a Squeeze. (Dynamo writes AdaptiveAvgPool1d(1) as ReduceMean, not a pooling.)
+    torch = pytest.importorskip("torch")
+    from onnx2caffe.exporters.torch_export import torch_to_onnx
+
+    net = eval(f"torch.nn.{module}", {"torch": torch})  # noqa: S307 - a literal from the list above
+    exported = torch_to_onnx(torch.nn.Sequential(net), [(1, 4, 16)], exporter=exporter)
+    check_conversion(exported.model, tmp_path, max_rel=TOL)
 
 
 @pytest.mark.parametrize("keepdims", [0, 1])

@@ -292,5 +292,5 @@ def test_torch_export(tmp_path, kind, bf, layers, bi, state, exporter, batch):
 @pytest.mark.slow
 @pytest.mark.parametrize(("kind", "bf", "layers", "bi", "state", "exporter", "batch"), TORCH_SLOW)
 def test_torch_export_all(tmp_path, kind, bf, layers, bi, state, exporter, batch):
-    # 32 exports, about 2 minutes
+    # 64 exports, about 2.5 minutes on 2 cores
     _torch_case(tmp_path, kind, bf, layers, bi, state, exporter, batch)
