@@ -1,4 +1,10 @@
-"""Pooling: MaxPool, AveragePool, GlobalAveragePool, GlobalMaxPool, ReduceMean/ReduceMax over H,W -> Pooling.
+"""Pooling: MaxPool, AveragePool (1-D and 2-D), GlobalAveragePool, GlobalMaxPool (any rank), ReduceMean/ReduceMax
+over H,W -> Pooling.
+
+1-D pooling runs the 2-D machinery below on a (N, C, L, 1) view (kernel 1, stride 1, no pad on the unit axis):
+two Reshapes, the same Pooling. A dilated MaxPool pools one axis after the other (a maximum over a product of
+windows is the maximum of the per-axis maxima, exactly) and each dilated axis through a grid view (see
+_dilated_max): about 8 layers per dilated axis, bit-exact unless a whole window is -inf (its padding is -FLT_MAX).
 
 Caffe's Pooling always rounds the output size up (ceil, minus one when the last window would start in the end
 padding) with symmetric padding, and its AVE divisor is the window clipped to H + pad. Every ONNX variant is
@@ -19,7 +25,7 @@ from onnx2caffe.registry import register
 
 from ._compose import fresh, reshape, silence, slice_range
 
-_POOL_LAYERS = ("Pooling", "Slice", "Silence", "Scale")
+_POOL_LAYERS = ("Pooling", "Slice", "Silence", "Scale", "Reshape", "Power", "Concat")
 
 
 def _caffe_out(H: int, k: int, s: int, P: int) -> int:
@@ -86,52 +92,142 @@ def _map_pool(node, ctx, method: str, ceil: int, include_pad: int):
     nsp = rank - 2
     kernel = [int(k) for k in node.attr("kernel_shape")]
     strides = [int(s) for s in (node.attr("strides", None) or [1] * nsp)]
-    dil = node.attr("dilations", None)
-    if dil is not None and any(d != 1 for d in dil):
-        node.reject_attr("dilations", dil, "Caffe Pooling has no dilation")
-    begin, end = _explicit_pads(node, shape, kernel, strides)
-    if rank == 4:
-        return _pool_2d(
-            node,
-            ctx,
-            method,
-            ceil,
-            include_pad,
-            ctx.blob(x),
-            ctx.blob(y),
-            shape,
-            ctx.shape(y)[2:],
-            kernel,
-            strides,
-            begin,
-            end,
+    dil = [int(d) for d in (node.attr("dilations", None) or [1] * nsp)]
+    if any(d != 1 for d in dil) and method != "MAX":
+        node.reject_attr(
+            "dilations", dil, "Caffe Pooling has no dilation (a dilated maximum is mapped, a mean not)"
         )
-    # 1-D: the same 2-D machinery on a (N, C, L, 1) view (a unit axis with kernel 1, stride 1, no padding)
-    src, top = fresh(ctx, node, "as_2d"), fresh(ctx, node, "pool_2d")
-    layers = [reshape(ctx, src, ctx.blob(x), src, (*shape, 1))]
-    layers += _pool_2d(
-        node,
-        ctx,
-        method,
-        ceil,
-        include_pad,
-        src,
-        top,
-        (*shape, 1),
-        (ctx.shape(y)[2], 1),
-        kernel + [1],
-        strides + [1],
-        begin + [0],
-        end + [0],
-    )
-    layers.append(reshape(ctx, fresh(ctx, node, "as_1d"), top, ctx.blob(y), ctx.shape(y)))
+    if len(kernel) != nsp or len(strides) != nsp or len(dil) != nsp or min(dil) < 1:
+        node.reject(f"kernel_shape, strides and dilations must have {nsp} values (dilations >= 1)")
+    auto_pad = node.attr("auto_pad", "NOTSET")
+    if auto_pad.startswith("SAME") and any(d != 1 for d in dil):
+        # onnxruntime sizes SAME pads with the undilated kernel, ONNX shape inference with the dilated one
+        node.reject_attr(
+            "auto_pad", auto_pad, "with dilations onnxruntime and ONNX disagree on the output size"
+        )
+    begin, end = _explicit_pads(node, shape, kernel, strides, dil)
+    out = ctx.shape(y)
+    src, top, layers = ctx.blob(x), ctx.blob(y), []
+    if rank == 3:
+        # 1-D: the same 2-D machinery on a (N, C, L, 1) view (a unit axis with kernel 1, stride 1, no padding)
+        src, top = fresh(ctx, node, "as_2d"), fresh(ctx, node, "pool_2d")
+        layers.append(reshape(ctx, src, ctx.blob(x), src, (*shape, 1)))
+        shape, out = (*shape, 1), (*out, 1)
+        kernel, strides, dil, begin, end = kernel + [1], strides + [1], dil + [1], begin + [0], end + [0]
+    if dil == [1, 1]:
+        layers += _pool_2d(
+            node, ctx, method, ceil, include_pad, src, top, shape, out[2:], kernel, strides, begin, end
+        )
+    else:
+        # a maximum is separable: pool one axis after the other (the same window set, max is exact in any
+        # order), the dilated axis through a grid view
+        axes = [i for i in range(2) if (kernel[i], strides[i], begin[i], end[i]) != (1, 1, 0, 0)]
+        cur, cur_shape = src, list(shape)
+        for n, i in enumerate(axes):
+            nxt = top if n == len(axes) - 1 else fresh(ctx, node, f"axis{i}")
+            want = _onnx_out(shape[2 + i], (kernel[i] - 1) * dil[i] + 1, strides[i], begin[i], end[i], ceil)
+            if want != out[2 + i]:
+                node.reject(
+                    f"ONNX shape inference gives size {out[2 + i]} on axis {2 + i} but onnxruntime computes {want}"
+                )
+            if dil[i] > 1:
+                layers += _dilated_max(
+                    node, ctx, cur, nxt, cur_shape, 2 + i, kernel[i], strides[i], dil[i], begin[i], want
+                )
+            else:
+                one = [[kernel[i], 1], [strides[i], 1], [begin[i], 0], [end[i], 0]]
+                k2, s2, b2, e2 = ([v[1], v[0]] if i == 1 else v for v in one)
+                sizes = (want, cur_shape[3]) if i == 0 else (cur_shape[2], want)
+                layers += _pool_2d(
+                    node,
+                    ctx,
+                    "MAX",
+                    ceil,
+                    0,
+                    cur,
+                    nxt,
+                    cur_shape,
+                    sizes,
+                    k2,
+                    s2,
+                    b2,
+                    e2,
+                    fresh(ctx, node, "pool"),
+                )
+            cur, cur_shape[2 + i] = nxt, want
+    if rank == 3:
+        layers.append(reshape(ctx, fresh(ctx, node, "as_1d"), top, ctx.blob(y), ctx.shape(y)))
     return layers
 
 
+def _dilated_max(node, ctx, bottom, top, shape, axis, k, s, d, b, n):
+    """Max pooling along one axis of a rank-4 blob with dilation d: y[o] = max_j xp[s*o + d*j], xp the input with
+    b leading pad positions that never win (-FLT_MAX, exact unless a whole window is -inf). xp is padded at the end
+    to a length Lp that is a multiple of d and viewed as a (Lp / d, d) grid: position q*d + r is row q, column r,
+    and q*d + r + d*j is row q + j of the same column, so a (k, 1) Pooling over the rows gives the dilated maximum
+    for every start position at once. A Slice and a (1, 1) Pooling with stride s keep the starts s*o."""
+    L = shape[axis]
+    keff = (k - 1) * d + 1
+    Lp = -(-max(s * (n - 1) + keff, b + L) // d) * d
+    tail = Lp - b - L
+    layers, unused, cur = [], [], bottom
+    if b or tail:
+        edge, lowest, padded = (fresh(ctx, node, t) for t in ("edge", "lowest", "padded"))
+        layers += slice_range(ctx, node, bottom, edge, axis, L, 0, 1, unused)
+        low = float(np.finfo(np.float32).min)
+        layers.append(ctx.layer(lowest, "Power", [edge], [lowest], power_param={"scale": 0.0, "shift": low}))
+        bottoms = [lowest] * b + [bottom] + [lowest] * tail
+        layers.append(ctx.layer(padded, "Concat", bottoms, [padded], concat_param={"axis": axis}))
+        cur = padded
+    N, C, H, W = shape
+    R = Lp // d
+    dense = (R - k + 1) * d
+    grid = (N, C, R, d * W) if axis == 2 else (N, C * H, R, d)
+    back = [N, C, H, W]
+    back[axis] = dense
+    need = s * (n - 1) + 1
+    steps = ["grid", "pool", "back"] + (["cut"] if need < dense else []) + (["stride"] if s > 1 else [])
+    for step in steps:
+        nxt = top if step == steps[-1] else fresh(ctx, node, f"dilated_{step}")
+        if step == "grid":
+            layers.append(reshape(ctx, nxt, cur, nxt, grid))
+        elif step == "pool":
+            p = {"pool": "MAX", "kernel_h": k, "kernel_w": 1}
+            layers.append(ctx.layer(nxt, "Pooling", [cur], [nxt], pooling_param=p))
+        elif step == "back":
+            layers.append(reshape(ctx, nxt, cur, nxt, back))
+        elif step == "cut":
+            layers += slice_range(ctx, node, cur, nxt, axis, dense, 0, need, unused)
+        else:  # a 1x1 window with stride s copies every s-th start
+            p = {
+                "pool": "MAX",
+                "kernel_size": 1,
+                "stride_h": s if axis == 2 else 1,
+                "stride_w": s if axis == 3 else 1,
+            }
+            layers.append(ctx.layer(nxt, "Pooling", [cur], [nxt], pooling_param=p))
+        cur = nxt
+    return layers + silence(ctx, node, unused)
+
+
 def _pool_2d(
-    node, ctx, method, ceil, include_pad, bottom, y_blob, shape, inferred, kernel, strides, begin, end
+    node,
+    ctx,
+    method,
+    ceil,
+    include_pad,
+    bottom,
+    y_blob,
+    shape,
+    inferred,
+    kernel,
+    strides,
+    begin,
+    end,
+    name=None,
 ):
-    """Pooling of the rank-4 blob `bottom` (shape `shape`) into `y_blob`; `inferred`: ONNX's output H, W."""
+    """Pooling of the rank-4 blob `bottom` (shape `shape`) into `y_blob`; `inferred`: ONNX's output H, W; `name`:
+    the Pooling layer's name (default: the node's)."""
     layers, unused = [], []
     caffe_pad, first, caffe_n, need = [], [], [], []
     for i in range(2):
@@ -198,7 +294,7 @@ def _pool_2d(
     cut = [first[i] > 0 or caffe_n[i] > first[i] + need[i] for i in range(2)]
     last_ops = sum(cut) + (ratio is not None)
     cur = y_blob if last_ops == 0 else fresh(ctx, node, "pool")
-    layers.append(ctx.layer(node.name, "Pooling", [bottom], [cur], pooling_param=p))
+    layers.append(ctx.layer(name or node.name, "Pooling", [bottom], [cur], pooling_param=p))
     dims = [shape[0], shape[1], caffe_n[0], caffe_n[1]]
     for i in range(2):
         if not cut[i]:
@@ -225,7 +321,8 @@ def _pool_2d(
 
 @register("MaxPool", since=1, layers=_POOL_LAYERS)
 def max_pool(node, ctx):
-    """MaxPool (floor and ceil mode, any pads) -> Pooling MAX (+ Slice/Silence to cut extra windows)."""
+    """MaxPool 1-D / 2-D (floor and ceil mode, any pads, dilation through a grid view) -> Pooling MAX (+ Slice/Silence
+    to cut extra windows, + Reshape for 1-D); exact."""
     if len(node.outputs) > 1 and node.outputs[1]:
         node.reject("the Indices output has no Caffe form")
     node.ignore_attr("storage_order", "only affects the Indices output")
@@ -234,7 +331,8 @@ def max_pool(node, ctx):
 
 @register("AveragePool", since=1, layers=_POOL_LAYERS)
 def average_pool(node, ctx):
-    """AveragePool (floor/ceil, count_include_pad 0/1) -> Pooling AVE (+ Slice, + Scale fixing the divisor)."""
+    """AveragePool 1-D / 2-D (floor/ceil, count_include_pad 0/1) -> Pooling AVE (+ Slice, + Scale fixing the
+    divisor: one extra rounding, + Reshape for 1-D)."""
     return _map_pool(node, ctx, "AVE", int(node.attr("ceil_mode", 0)), int(node.attr("count_include_pad", 0)))
 
 

@@ -8,6 +8,9 @@ import pytest
 from onnx import helper
 from onnx_testing import check_conversion, make_model
 
+from onnx2caffe.convert import convert
+from onnx2caffe.errors import ConversionError
+
 # float32 noise: pooling sums at most 5x5 values; the divisor fix adds one rounding (~6e-8 relative)
 TOL = 1e-5
 
@@ -103,6 +106,63 @@ def test_averagepool_1d(tmp_path, L, k, s, pads, ceil, cip):
     _pool("AveragePool", (2, 3, L), tmp_path, **kw)
 
 
+# (L, kernel, stride, dilation, pads): L not a multiple of the dilation, stride above / below / equal to the
+# dilation, pads on one side, a window spanning the whole input
+DILATED_1D = [
+    (16, [3], [1], [2], [1, 1]),
+    (17, [3], [2], [2], [2, 0]),
+    (20, [2], [3], [4], [0, 1]),
+    (9, [3], [4], [3], [0, 0]),
+    (10, [4], [1], [3], [1, 2]),
+]
+
+
+@pytest.mark.parametrize("ceil", [0, 1])
+@pytest.mark.parametrize("L,k,s,d,pads", DILATED_1D)
+def test_maxpool_dilated_1d(tmp_path, L, k, s, d, pads, ceil):
+    kw = {"kernel_shape": k, "strides": s, "dilations": d, "pads": pads, "ceil_mode": ceil}
+    _pool("MaxPool", (2, 3, L), tmp_path, **kw)
+
+
+@pytest.mark.parametrize(
+    "k,s,d,pads",
+    [
+        ([3, 3], [1, 1], [2, 2], [2, 2, 2, 2]),
+        ([2, 3], [2, 1], [1, 3], [0, 1, 1, 2]),
+        ([3, 2], [2, 3], [2, 1], [1, 0, 0, 1]),
+    ],
+)
+def test_maxpool_dilated_2d(tmp_path, k, s, d, pads):
+    # separable: each axis pooled on its own, the dilated ones through the grid view
+    _pool("MaxPool", (1, 2, 11, 9), tmp_path, kernel_shape=k, strides=s, dilations=d, pads=pads)
+
+
+def test_maxpool_dilated_same_refused():
+    # onnxruntime pads SAME with the undilated kernel (output 5 here), ONNX shape inference says 7
+    node = helper.make_node(
+        "MaxPool",
+        ["x"],
+        ["y"],
+        name="pool",
+        kernel_shape=[3],
+        strides=[2],
+        dilations=[3],
+        auto_pad="SAME_UPPER",
+    )
+    model = make_model([node], {"x": (1, 2, 13)}, {"y": None})
+    with pytest.raises(
+        ConversionError, match="auto_pad='SAME_UPPER': with dilations onnxruntime and ONNX disagree"
+    ):
+        convert(model, None, check=False)
+
+
+def test_averagepool_dilated_refused(tmp_path):
+    node = helper.make_node("AveragePool", ["x"], ["y"], name="pool", kernel_shape=[3], dilations=[2])
+    model = make_model([node], {"x": (1, 2, 9)}, {"y": None}, opset=19)
+    with pytest.raises(ConversionError, match=r"AveragePool, opset 19\): attribute dilations=\[2\]"):
+        convert(model, None, check=False)
+
+
 @pytest.mark.parametrize("auto_pad", ["SAME_UPPER", "SAME_LOWER", "VALID"])
 def test_auto_pad_1d(tmp_path, auto_pad):
     _pool("MaxPool", (1, 2, 10), tmp_path, kernel_shape=[4], strides=[3], auto_pad=auto_pad)
@@ -127,6 +187,7 @@ def test_global(tmp_path, op, shape):
     [
         ("MaxPool1d(3, 2, 1)", "torchscript"),
         ("MaxPool1d(3, 2, 1, ceil_mode=True)", "dynamo"),
+        ("MaxPool1d(3, 1, 1, dilation=2)", "torchscript"),
         ("AvgPool1d(3, 2, 1, count_include_pad=False)", "torchscript"),
         ("AvgPool1d(4, 3, 1, ceil_mode=True)", "dynamo"),
         ("AdaptiveAvgPool1d(4)", "torchscript"),
