@@ -15,7 +15,13 @@ from onnx2caffe.registry import register
 from ._compose import fresh
 
 
-@register("BatchNormalization", since=1, layers=("BatchNorm", "Scale"))
+@register(
+    "BatchNormalization",
+    since=1,
+    layers=("BatchNorm", "Scale"),
+    notes="inference mode, any rank >= 2 -> BatchNorm (stored statistics, eps) + Scale (gamma, beta); "
+    "a few roundings",
+)
 def batch_norm(node, ctx):
     """BatchNormalization in inference mode, any rank >= 2 -> BatchNorm(use_global_stats, eps) + Scale(bias_term);
     a few float32 roundings."""

@@ -28,7 +28,13 @@ def _pair(node, name: str, default: list[int], nsp: int, unit: int = 1) -> list[
     return [unit] * (2 - nsp) + [int(v) for v in value]
 
 
-@register("ConvTranspose", since=1, layers=("Deconvolution", "Slice", "Silence", "Reshape"))
+@register(
+    "ConvTranspose",
+    since=1,
+    layers=("Deconvolution", "Slice", "Silence", "Reshape"),
+    notes="1-D (Reshape to (N, C, 1, L)) and 2-D -> Deconvolution (groups, strides, dilation as zero taps) + "
+    "Slice crop for asymmetric pads / output_padding / output_shape",
+)
 def conv_transpose(node, ctx):
     """ConvTranspose 2-D (and 1-D through a (N, C, 1, L) Reshape): Deconvolution (groups, strides, dilation as zero
     taps) + exact crop for asymmetric pads / output_padding / output_shape."""

@@ -319,7 +319,13 @@ def _pool_2d(
     return layers
 
 
-@register("MaxPool", since=1, layers=_POOL_LAYERS)
+@register(
+    "MaxPool",
+    since=1,
+    layers=_POOL_LAYERS,
+    notes="1-D (Reshape to (N, C, L, 1)) and 2-D, floor/ceil, any pads -> Pooling MAX (+ Slice/Silence); dilation: "
+    "per axis, ~8 layers per dilated axis; exact",
+)
 def max_pool(node, ctx):
     """MaxPool 1-D / 2-D (floor and ceil mode, any pads, dilation through a grid view) -> Pooling MAX (+ Slice/Silence
     to cut extra windows, + Reshape for 1-D); exact."""
@@ -329,7 +335,13 @@ def max_pool(node, ctx):
     return _map_pool(node, ctx, "MAX", int(node.attr("ceil_mode", 0)), 0)
 
 
-@register("AveragePool", since=1, layers=_POOL_LAYERS)
+@register(
+    "AveragePool",
+    since=1,
+    layers=_POOL_LAYERS,
+    notes="1-D (Reshape to (N, C, L, 1)) and 2-D, floor/ceil, count_include_pad 0/1, any pads -> Pooling AVE "
+    "(+ Slice, + Scale fixing the divisor: one extra rounding)",
+)
 def average_pool(node, ctx):
     """AveragePool 1-D / 2-D (floor/ceil, count_include_pad 0/1) -> Pooling AVE (+ Slice, + Scale fixing the
     divisor: one extra rounding, + Reshape for 1-D)."""
