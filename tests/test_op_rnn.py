@@ -261,6 +261,7 @@ TORCH_CASES = [
     ("LSTM", True, 2, True, False, "torchscript", 1),  # the CRNN head
     ("LSTM", True, 2, True, False, "dynamo", 1),
     ("GRU", False, 1, False, True, "torchscript", 2),
+    ("LSTM", True, 1, True, True, "torchscript", 3),  # batch > 1: the Transposes around it move data
     ("GRU", False, 2, True, True, "dynamo", 1),
 ]
 TORCH_SLOW = [
