@@ -12,9 +12,13 @@ form (see _rnn.py for the plumbing) computes exactly the ONNX equations with one
   8.5e-7 / 2.4e-6 for LSTM / GRU at T = 128, H = 64, 3.2e-6 at T = 64, I = 256, H = 128. A net that keeps its
   state for long (forget gate ~ 0.98) amplifies every rounding: there Caffe is 3.7e-5 from onnxruntime, whose
   own distance to a float64 evaluation is 8.5e-6 (Caffe's 2.9e-5, OpenCV's 1.3e-5): the same float32 noise.
-Cost per step and direction: LSTM 11 layers (first step 6 with zero initial states), GRU 11 (lbr 0 or 1), RNN 3;
-weights are stored once per direction plus one projection InnerProduct + Slice per gate group (W, R and B
-as given: (G*H) * (I + H) + G*H floats). The bidirectional output (T, 2, N, H) is one Concat + Reshape.
+Cost per step and direction: LSTM 11 layers (one recurrent InnerProduct, 5 Eltwise, 2 Slice, Sigmoid, 2 TanH;
+the first step 6 with zero initial states), GRU 11 (lbr 0 or 1), RNN 3; per direction once: one input projection
+InnerProduct + Slice per gate group (W and the folded biases stored once). The recurrent weights R (G*H x H) are
+stored once per step, since OpenCV's Caffe importer reads every layer's blobs by its name and shares none: the
+caffemodel holds T * D * G * H^2 floats for R (nodes over 2 GB are refused), and on OpenCV every step streams
+its copy from memory where OpenCV's own LSTM keeps one in cache (benchmarks/recurrent.py measures the cost).
+The bidirectional output (T, 2, N, H) is one Concat + Reshape.
 Refused: clip, activation_alpha / beta, activations other than Sigmoid / Tanh / Relu, LSTM input_forget = 1
 and non-zero peepholes, sequence_lens shorter than the sequence for any batch entry.
 """
@@ -31,6 +35,12 @@ from ._rnn import LAYERS, Unroller, parse, step_order
 def _unroll(node, ctx, spec, groups, cell, state_outputs):
     """Run `cell` over every step of every direction. groups: (tag, row slice of W, bias per direction);
     cell(u, d, t, xs, states, last) -> new states (a tuple, the output state first)."""
+    unrolled = spec.T * spec.R.nbytes  # one copy of R per step (Caffe layers in OpenCV share no blobs)
+    if unrolled > 2**31 - 1:
+        node.reject(
+            f"unrolling {spec.T} steps stores the recurrent weights {spec.T} times ({unrolled} bytes), over the "
+            "2 GB caffemodel limit"
+        )
     u = Unroller(ctx, node, spec)
     all_states = []
     finals: dict[int, list[str]] = {i: [] for i in state_outputs}

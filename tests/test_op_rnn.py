@@ -233,6 +233,19 @@ def test_refused(tmp_path, op, kwargs, match):
     assert not os.listdir(tmp_path)
 
 
+def test_unrolled_weights_over_2gb_refused(tmp_path):
+    # R is stored once per step: 128 steps of a (4 * 1024, 1024) float32 R are 2 GiB
+    W = np.zeros((1, 4096, 8), np.float32)
+    R = np.broadcast_to(np.float32(0), (1, 4096, 1024))
+    node = helper.make_node("LSTM", ["x", "W", "R"], ["Y"], name="rnn", hidden_size=1024)
+    model = make_model(
+        [node], {"x": (128, 1, 8)}, {"Y": None}, {"W": W, "R": np.ascontiguousarray(R)}, opset=14
+    )
+    with pytest.raises(ConversionError, match="stores the recurrent weights 128 times"):
+        convert(model, str(tmp_path / "m"), check=False)
+    assert not os.listdir(tmp_path)
+
+
 # ------------------------------------------------------------------------------------------ torch's exports
 
 
