@@ -39,6 +39,7 @@ def rnn_model(
     layout=0,
     seed=0,
     extra_inputs=(),
+    bias=True,
     **attrs,
 ):
     """A one-node model. init: None (omitted states), "zero", "const" (per-entry constants) or "input" (graph
@@ -52,6 +53,9 @@ def rnn_model(
     }
     inputs = {"x": (T, N, I) if layout == 0 else (N, T, I)}
     node_inputs = ["x", "W", "R", "B", "", ""]
+    if not bias:  # B omitted: zero biases
+        del inits["B"]
+        node_inputs[3] = ""
     state_shape = (D, N, H) if layout == 0 else (N, D, H)
     states = ["h0", "c0"] if op == "LSTM" else ["h0"]
     if init is not None:
@@ -154,6 +158,14 @@ def test_zero_initial_state_and_full_sequence_lens(tmp_path):
     net = check_conversion(model, tmp_path, max_rel=TOL)
     plain = convert(rnn_model("LSTM", T=5, N=3, direction="bidirectional"), None, check=False).net
     assert len(net.layers) == len(plain.layers)
+
+
+@pytest.mark.parametrize("op", ["LSTM", "GRU", "RNN"])
+def test_no_bias(tmp_path, op):
+    # as torch exports bias=False (GRU with linear_before_reset 1: no Rbh term inside the reset product)
+    attrs = {"linear_before_reset": 1} if op == "GRU" else {}
+    model = rnn_model(op, T=4, N=2, direction="bidirectional", bias=False, **attrs)
+    check_conversion(model, tmp_path, max_rel=TOL)
 
 
 def test_zero_peepholes(tmp_path):
