@@ -75,7 +75,7 @@ def _tops(u, d: int, last: bool, indices) -> list[str | None]:
 )
 def lstm(node, ctx):
     """LSTM (forward / reverse / bidirectional, layout 0/1, constant or computed initial states) unrolled: 11
-    layers per step and direction (InnerProduct, Eltwise, Slice, Sigmoid, TanH); ~T * few ulp (see module)."""
+    layers per step and direction (InnerProduct, Eltwise, Slice, Sigmoid, TanH); float32 noise (see module)."""
     spec = parse(node, ctx, 4, ["Sigmoid", "Tanh", "Tanh"], (5, 6))
     H = spec.H
     input_forget = int(node.attr("input_forget", 0))
@@ -107,10 +107,8 @@ def lstm(node, ctx):
         else:
             kept = u.prod(f_g, c, tag + "keep")
             c_new = u.sum(kept, new_in, tag + "c", c_top)
-        if last and not (
-            u.output_blob(0) or u.output_blob(1)
-        ):  # only Y_c is used: the last output gate is not needed
-            u.unused.append(o_g)
+        if last and not (u.output_blob(0) or u.output_blob(1)):
+            u.unused.append(o_g)  # only Y_c is read: the last output gate is not needed
             return None, c_new
         out = u.act(h_act, c_new, tag + "cact")
         h_new = u.prod(o_g, out, tag + "h", h_top)
@@ -130,7 +128,7 @@ def lstm(node, ctx):
 )
 def gru(node, ctx):
     """GRU (linear_before_reset 0 and 1, all directions, layout 0/1, initial state) unrolled: 11 layers per
-    step and direction (InnerProduct, Eltwise, Slice, Sigmoid, TanH); ~T * few ulp (see module)."""
+    step and direction (InnerProduct, Eltwise, Slice, Sigmoid, TanH); float32 noise (see module)."""
     spec = parse(node, ctx, 3, ["Sigmoid", "Tanh"], (5,))
     H = spec.H
     lbr = int(node.attr("linear_before_reset", 0))
@@ -189,7 +187,7 @@ def gru(node, ctx):
 )
 def rnn(node, ctx):
     """RNN (Tanh / Relu / Sigmoid, all directions, layout 0/1, initial state) unrolled: 3 layers per step and
-    direction (InnerProduct, Eltwise, activation); ~T * few ulp (see module)."""
+    direction (InnerProduct, Eltwise, activation); float32 noise (see module)."""
     spec = parse(node, ctx, 1, ["Tanh"], (5,))
     bias = spec.B[:, : spec.H] + spec.B[:, spec.H :]
 

@@ -99,6 +99,14 @@ def test_lstm(tmp_path, direction, init, N):
     check_conversion(rnn_model("LSTM", T=6, N=N, direction=direction, init=init), tmp_path, max_rel=TOL)
 
 
+@pytest.mark.parametrize(("index", "name"), [(5, "h0"), (6, "c0")])
+def test_lstm_one_initial_state(tmp_path, index, name):
+    # only one of initial_h / initial_c given: the other starts at zero
+    value = np.random.default_rng(1).uniform(-1, 1, (2, 2, 3)).astype(np.float32)
+    model = rnn_model("LSTM", T=4, N=2, direction="bidirectional", extra_inputs=[(index, name, value)])
+    check_conversion(model, tmp_path, max_rel=TOL)
+
+
 @pytest.mark.parametrize("lbr", [0, 1])
 @pytest.mark.parametrize("init", [None, "const", "input"])
 @pytest.mark.parametrize("direction", ["forward", "reverse", "bidirectional"])
