@@ -7,7 +7,10 @@ intermediate blobs come from `ctx.fresh()`, based on the node name.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+
+import numpy as np
 
 ELTWISE_PROD = "PROD"
 ELTWISE_SUM = "SUM"
@@ -139,3 +142,232 @@ def reshape(ctx, name: str, bottom: str, top: str, shape: Sequence[int]):
     return ctx.layer(
         name, "Reshape", [bottom], [top], reshape_param={"shape": {"dim": [int(d) for d in shape]}}
     )
+
+
+def view(ctx, node, bottom: str, shape_now, shape, tag: str = "view") -> tuple[list, str]:
+    """(layers, blob): `bottom` (of shape shape_now) seen as `shape` - no layer when the shapes already agree."""
+    if tuple(shape_now) == tuple(shape):
+        return [], bottom
+    v = fresh(ctx, node, tag)
+    return [reshape(ctx, v, bottom, v, shape)], v
+
+
+# ---------------------------------------------------------------------------------------------- transposes
+
+from ._permute import MAX_PIECES, permute  # noqa: E402, F401  (re-exported; _permute uses the helpers above)
+
+# ---------------------------------------------------------------------------------------------- constants
+
+
+def ones_scalar(ctx) -> tuple[list, str]:
+    """(layers, blob): a (1, 1) blob holding exactly 1.0, shared by the whole net (built once, on first use).
+
+    Caffe has no constant layer that OpenCV also loads (BVLC's Parameter is not registered there), so the 1 is
+    made from data: one entry of the first graph input (Reshape to one row, Slice off the first entry, the rest
+    to a Silence) raised to the power 0. Caffe special-cases power 0 and writes 1 without reading the input;
+    OpenCV computes pow(x, 0), which is 1 for every x, inf and NaN included. Cost: 4 layers, one copy of the
+    input."""
+    key = "ones_scalar"
+    if key in ctx.memo:
+        return [], ctx.memo[key]
+    graph_inputs = list(ctx.graph.inputs)
+    if not graph_inputs:
+        raise ValueError("a constant blob needs a graph input to derive it from")
+    src = graph_inputs[0]
+    shape = ctx.shape(src)
+    n = math.prod(shape)
+    layers = []
+    name = ctx.fresh("onnx2caffe_const/one")
+    blob = ctx.blob(src)
+    if n > 1:
+        flat = ctx.fresh("onnx2caffe_const/flat")
+        layers.append(reshape(ctx, flat, blob, flat, (1, n)))
+        first, rest = ctx.fresh("onnx2caffe_const/first"), ctx.fresh("onnx2caffe_const/rest")
+        layers.append(
+            ctx.layer(
+                ctx.fresh("onnx2caffe_const/slice"),
+                "Slice",
+                [flat],
+                [first, rest],
+                slice_param={"axis": 1, "slice_point": [1]},
+            )
+        )
+        layers.append(ctx.layer(ctx.fresh("onnx2caffe_const/silence"), "Silence", [rest], []))
+        blob = first
+    elif tuple(shape) != (1, 1):
+        one = ctx.fresh("onnx2caffe_const/entry")
+        layers.append(reshape(ctx, one, blob, one, (1, 1)))
+        blob = one
+    layers.append(ctx.layer(name, "Power", [blob], [name], power_param={"power": 0.0}))
+    ctx.memo[key] = name
+    return layers, name
+
+
+def constant_blob(ctx, node, value, tag: str = "const") -> tuple[list, str]:
+    """(layers, blob): a blob holding the constant array `value` exactly (shape value.shape; a scalar gives
+    shape (1,)). InnerProduct of the shared exact 1 (ones_scalar) with the values as its (n, 1) weight:
+    each output is value * 1, one product with no sum, so exact on both runtimes (inf and NaN included).
+    Cost: InnerProduct + Reshape, value.size weights (+ the shared 4-layer 1 once per net)."""
+    value = np.asarray(value, dtype=np.float32)
+    shape = value.shape if value.ndim else (1,)
+    layers, one = ones_scalar(ctx)
+    flat = fresh(ctx, node, tag)
+    layers.append(
+        ctx.layer(
+            flat,
+            "InnerProduct",
+            [one],
+            [flat],
+            blobs=[np.ascontiguousarray(value.reshape(-1, 1))],
+            inner_product_param={"num_output": int(value.size), "bias_term": False},
+        )
+    )
+    more, blob = view(ctx, node, flat, (1, value.size), shape, f"{tag}_shape")
+    return layers + more, blob
+
+
+# ---------------------------------------------------------------------------------------------- broadcasting
+
+_RUN_NS = 8.0  # OpenCV cost model of Concat copies (see _permute): per contiguous run, per entry
+_ENTRY_NS = 1.0
+
+
+def repeat_axis(
+    ctx, node, bottom: str, shape_now, P: int, T: int, Q: int, tag: str = "repeat"
+) -> tuple[list, str]:
+    """(layers, blob): `bottom` viewed as (P, 1, Q) repeated T times along axis 1 -> shape (P, T, Q).
+
+    Pure copies with Concat (the same bottom listed several times), so bit-exact for any input. One Concat of
+    T copies when the copied runs are long, else doubling (x2, x4, ... then one Concat of the binary parts:
+    about 2 log2(T) layers and 2x the output in copies, but few runs when Q is small)."""
+    layers, src = view(ctx, node, bottom, shape_now, (P, 1, Q), f"{tag}_view")
+    if T == 1:
+        return layers, src
+    out = P * T * Q
+    single = P * T * _RUN_NS + out * _ENTRY_NS
+    double = 2 * P * math.log2(T) * 2 * _RUN_NS + 2 * out * _ENTRY_NS + math.log2(T) * 3000.0
+    if T <= MAX_PIECES and single <= double:
+        top = fresh(ctx, node, tag)
+        layers.append(ctx.layer(top, "Concat", [src] * T, [top], concat_param={"axis": 1}))
+        return layers, top
+    powers = {1: src}
+    cur, n = src, 1
+    while 2 * n <= T:
+        nxt = fresh(ctx, node, f"{tag}_x{2 * n}")
+        layers.append(ctx.layer(nxt, "Concat", [cur, cur], [nxt], concat_param={"axis": 1}))
+        cur, n = nxt, 2 * n
+        powers[n] = cur
+    parts, rest = [cur], T - n
+    for k in sorted(powers, reverse=True):
+        if k <= rest:
+            parts.append(powers[k])
+            rest -= k
+    if len(parts) == 1:
+        return layers, cur
+    top = fresh(ctx, node, tag)
+    layers.append(ctx.layer(top, "Concat", parts, [top], concat_param={"axis": 1}))
+    return layers, top
+
+
+def broadcast_shape(node, *shapes) -> tuple[int, ...]:
+    """numpy's broadcast of the shapes (rejects the node when they do not broadcast)."""
+    try:
+        return tuple(int(d) for d in np.broadcast_shapes(*[tuple(s) for s in shapes]))
+    except ValueError:
+        node.reject(f"shapes {', '.join(str(tuple(s)) for s in shapes)} do not broadcast")
+
+
+def broadcast_to(ctx, node, bottom: str, in_shape, out_shape, tag: str = "bcast") -> tuple[list, str]:
+    """(layers, blob): `bottom` (shape in_shape) broadcast numpy-style to out_shape, as exact copies.
+
+    Axes are aligned from the right; neighbouring broadcast axes are merged and each merged run of broadcast
+    axes is one repeat_axis (Concat copies) of the blob viewed as (P, 1, Q); runs are expanded smallest factor
+    first. Cost: per broadcast run 1 Concat (or ~2 log2(T) when doubling) and one copy of the grown blob."""
+    in_shape, out_shape = tuple(in_shape), tuple(out_shape)
+    r = len(out_shape)
+    aligned = (1,) * (r - len(in_shape)) + in_shape
+    if any(a != o and a != 1 for a, o in zip(aligned, out_shape, strict=True)):
+        node.reject(f"shape {in_shape} does not broadcast to {out_shape}")
+    # runs of axes: ("keep", size) or ("bcast", size); unit output axes are neutral
+    runs: list[list] = []
+    for a, o in zip(aligned, out_shape, strict=True):
+        if o == 1:
+            continue
+        kind = "keep" if a == o else "bcast"
+        if runs and runs[-1][0] == kind:
+            runs[-1][1] *= o
+        else:
+            runs.append([kind, o])
+    if not any(k == "bcast" for k, _ in runs):
+        return view(ctx, node, bottom, in_shape, out_shape, f"{tag}_shape")
+    cur_dims = [s if k == "keep" else 1 for k, s in runs]
+    layers: list = []
+    blob, blob_shape = bottom, in_shape
+    todo = sorted((s, i) for i, (k, s) in enumerate(runs) if k == "bcast")
+    for size, i in todo:
+        P, Q = math.prod(cur_dims[:i]), math.prod(cur_dims[i + 1 :])
+        more, blob = repeat_axis(ctx, node, blob, blob_shape, P, size, Q, tag)
+        layers += more
+        cur_dims[i] = size
+        blob_shape = (P, size, Q)
+    more, blob = view(ctx, node, blob, blob_shape, out_shape, f"{tag}_shape")
+    return layers + more, blob
+
+
+# ---------------------------------------------------------------------------------------------- reductions
+
+
+def sum_axis(ctx, node, bottom: str, shape_now, P: int, R: int, Q: int, top: str | None = None, tag="sum"):
+    """(layers, blob, shape): the sum over the middle axis of `bottom` viewed as (P, R, Q); the result has shape
+    (P, 1) when Q == 1 (InnerProduct with a (1, R) ones weight), else (P, 1, Q, 1) (Convolution 1x1 with a ones
+    weight (1, R, 1, 1) over the view (P, R, Q, 1)). Every product is x * 1 (exact); only the order of the
+    float32 additions differs from onnxruntime (error <= (R - 1) * 2^-24 * sum |x|). Cost: R multiply-adds per
+    output, R weights."""
+    top = top or fresh(ctx, node, tag)
+    ones_w = np.ones((1, R), np.float32)
+    if Q == 1:
+        layers, src = view(ctx, node, bottom, shape_now, (P, R), f"{tag}_in")
+        layers.append(
+            ctx.layer(
+                fresh(ctx, node, tag),
+                "InnerProduct",
+                [src],
+                [top],
+                blobs=[ones_w],
+                inner_product_param={"num_output": 1, "bias_term": False},
+            )
+        )
+        return layers, top, (P, 1)
+    layers, src = view(ctx, node, bottom, shape_now, (P, R, Q, 1), f"{tag}_in")
+    layers.append(
+        ctx.layer(
+            fresh(ctx, node, tag),
+            "Convolution",
+            [src],
+            [top],
+            blobs=[ones_w.reshape(1, R, 1, 1)],
+            convolution_param={"num_output": 1, "bias_term": False, "kernel_size": [1]},
+        )
+    )
+    return layers, top, (P, 1, Q, 1)
+
+
+def pool_axis(
+    ctx, node, bottom: str, shape_now, P: int, R: int, Q: int, method: str, top: str | None = None, tag="pool"
+):
+    """(layers, blob, shape): MAX or AVE over the middle axis of `bottom` viewed as (P, R, Q), shape (P, 1, 1, Q):
+    Pooling with an (R, 1) window over the view (P, 1, R, Q). MAX is exact for finite and +-inf inputs (Caffe's
+    pooling starts from -FLT_MAX and skips NaN: a window of only NaN / -inf gives -FLT_MAX); AVE sums in float32
+    and divides by R (one rounding more than the sum). Cost: one pass over the input."""
+    top = top or fresh(ctx, node, tag)
+    layers, src = view(ctx, node, bottom, shape_now, (P, 1, R, Q), f"{tag}_in")
+    layers.append(
+        ctx.layer(
+            fresh(ctx, node, tag),
+            "Pooling",
+            [src],
+            [top],
+            pooling_param={"pool": method, "kernel_h": R, "kernel_w": 1},
+        )
+    )
+    return layers, top, (P, 1, 1, Q)
