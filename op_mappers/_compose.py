@@ -228,8 +228,27 @@ def constant_blob(ctx, node, value, tag: str = "const") -> tuple[list, str]:
 
 # ---------------------------------------------------------------------------------------------- broadcasting
 
-_RUN_NS = 8.0  # OpenCV cost model of Concat copies (see _permute): per contiguous run, per entry
-_ENTRY_NS = 1.0
+# OpenCV cost model of Concat copies (one thread, ns; see _permute): per contiguous run, per entry written
+_RUN_NS = 10.0
+_ENTRY_NS = 0.4
+_LAYER_NS = 3000.0
+
+
+def _repeat_costs(P: int, T: int, Q: int) -> tuple[float, float]:
+    """(one Concat of T copies, doubling) estimated ns of repeat_axis."""
+    out = P * T * Q
+    steps = max(1.0, math.log2(T))
+    single = P * T * _RUN_NS + out * _ENTRY_NS + _LAYER_NS
+    double = 4 * P * steps * _RUN_NS + 2 * out * _ENTRY_NS + steps * _LAYER_NS
+    return single, double
+
+
+def repeat_cost(P: int, T: int, Q: int) -> float:
+    """Estimated ns of repeat_axis(P, T, Q) on OpenCV (the cheaper of its two forms)."""
+    if T == 1:
+        return 0.0
+    single, double = _repeat_costs(P, T, Q)
+    return min(single, double) if T <= MAX_PIECES else double
 
 
 def repeat_axis(
@@ -243,9 +262,7 @@ def repeat_axis(
     layers, src = view(ctx, node, bottom, shape_now, (P, 1, Q), f"{tag}_view")
     if T == 1:
         return layers, src
-    out = P * T * Q
-    single = P * T * _RUN_NS + out * _ENTRY_NS
-    double = 2 * P * math.log2(T) * 2 * _RUN_NS + 2 * out * _ENTRY_NS + math.log2(T) * 3000.0
+    single, double = _repeat_costs(P, T, Q)
     if T <= MAX_PIECES and single <= double:
         top = fresh(ctx, node, tag)
         layers.append(ctx.layer(top, "Concat", [src] * T, [top], concat_param={"axis": 1}))
@@ -371,3 +388,65 @@ def pool_axis(
         )
     )
     return layers, top, (P, 1, 1, Q)
+
+
+def scale_bias(ctx, name: str, bottom: str, top: str, scale, bias, out_shape) -> list:
+    """top = bottom * scale + bias for a blob of shape out_shape and constants scale / bias (bias may be None)
+    broadcastable to it: Power when both are single values, else one Scale whose learned blobs cover the
+    smallest run of axes where they vary (BVLC's Bias layer is not in OpenCV: an add is a unit Scale with a
+    bias). One rounding per multiply and per add, like onnxruntime's."""
+    out_shape = tuple(out_shape)
+    rank = len(out_shape)
+    arrays = [
+        np.broadcast_to(
+            np.asarray(a, np.float64).reshape((1,) * (rank - np.ndim(a)) + np.shape(a)), out_shape
+        )
+        for a in (scale, bias)
+        if a is not None
+    ]
+    if all(a.size == 0 or np.all(a == a.reshape(-1)[0]) for a in arrays):
+        s = float(np.asarray(scale, np.float64).reshape(-1)[0])
+        t = 0.0 if bias is None else float(np.asarray(bias, np.float64).reshape(-1)[0])
+        return [power(ctx, name, bottom, top, scale=s, shift=t)]
+    if bias is not None and np.ndim(scale) == 0:
+        arrays[0] = np.full(out_shape, float(scale))
+    varying = [i for i in range(rank) if any(np.ptp(a, axis=i).any() for a in arrays)]
+    first, last = (varying[0], varying[-1]) if varying else (rank - 1, rank - 1)
+    index = tuple(slice(None) if first <= i <= last else 0 for i in range(rank))
+    blobs = [np.ascontiguousarray(a[index], dtype=np.float32) for a in arrays]
+    p = {}
+    if first != 1:
+        p["axis"] = first
+    if last - first + 1 != 1:
+        p["num_axes"] = last - first + 1
+    if bias is not None:
+        p["bias_term"] = True
+    return [ctx.layer(name, "Scale", [bottom], [top], blobs=blobs, scale_param=p)]
+
+
+def tidy(ctx, node, layers: list) -> list:
+    """Drop Reshape layers that only feed another Reshape (the compositions chain views): a Reshape of a
+    Reshape reads the same memory, so the second can read the first's bottom. Blobs written for the node's
+    outputs are kept. Returns the list (modified in place)."""
+    outputs = {ctx.blob(o) for o in node.outputs if o}
+    changed = True
+    while changed:
+        changed = False
+        uses: dict[str, int] = {}
+        for layer in layers:
+            for b in layer.proto.bottom:
+                uses[b] = uses.get(b, 0) + 1
+        made = {layer.proto.top[0]: layer for layer in layers if layer.type == "Reshape"}
+        for layer in layers:
+            if layer.type != "Reshape":
+                continue
+            first = made.get(layer.proto.bottom[0])
+            if first is None or first is layer or uses.get(first.proto.top[0]) != 1:
+                continue
+            if first.proto.top[0] in outputs:
+                continue
+            layer.proto.bottom[0] = first.proto.bottom[0]
+            layers.remove(first)
+            changed = True
+            break
+    return layers

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from onnx2caffe.registry import register
 
-from ._compose import permute, reshape
+from ._compose import permute, reshape, tidy
 from ._permute import MAX_PIECES, normalize
 
 __all__ = ["MAX_PIECES", "transpose"]
@@ -42,4 +42,4 @@ def transpose(node, ctx):
     if order == sorted(order):
         # only unit axes move: the memory order is unchanged, a Reshape is exact
         return [reshape(ctx, node.name, ctx.blob(x), ctx.blob(y), out_shape)]
-    return permute(ctx, node, ctx.blob(x), ctx.blob(y), shape, perm)
+    return tidy(ctx, node, permute(ctx, node, ctx.blob(x), ctx.blob(y), shape, perm))
