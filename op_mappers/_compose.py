@@ -450,3 +450,25 @@ def tidy(ctx, node, layers: list) -> list:
             changed = True
             break
     return layers
+
+
+def eltwise_nd(
+    ctx, node, bottoms: Sequence[str], top: str, shape, operation: str, coeff=None, name: str | None = None
+) -> list:
+    """Eltwise over blobs of one `shape` of any rank: OpenCV's Eltwise takes at most 5 axes, so a higher-rank
+    blob is viewed as (1, count) around it (Reshape shares the data)."""
+    shape = tuple(shape)
+    name = name or fresh(ctx, node, "eltwise")
+    if len(shape) <= 5:
+        return [eltwise(ctx, name, bottoms, top, operation, coeff)]
+    flat = (1, math.prod(shape))
+    layers = []
+    views = []
+    for b in bottoms:
+        more, v = view(ctx, node, b, shape, flat, "flat")
+        layers += more
+        views.append(v)
+    mid = fresh(ctx, node, "eltwise_flat")
+    layers.append(eltwise(ctx, name, views, mid, operation, coeff))
+    layers.append(reshape(ctx, fresh(ctx, node, "unflat"), mid, top, shape))
+    return layers

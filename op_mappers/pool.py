@@ -1,4 +1,4 @@
-"""Pooling: MaxPool, AveragePool, GlobalAveragePool, GlobalMaxPool, ReduceMean/ReduceMax over H,W -> Pooling.
+"""Pooling: MaxPool, AveragePool, GlobalAveragePool, GlobalMaxPool -> Pooling (ReduceMean/ReduceMax: reduce.py).
 
 Caffe's Pooling always rounds the output size up (ceil, minus one when the last window would start in the end
 padding) with symmetric padding, and its AVE divisor is the window clipped to H + pad. Every ONNX variant is
@@ -228,42 +228,3 @@ def global_average_pool(node, ctx):
 def global_max_pool(node, ctx):
     """GlobalMaxPool -> Pooling MAX global_pooling."""
     return _global(node, ctx, "MAX", node.inputs[0], node.outputs[0])
-
-
-def _reduce_hw(node, ctx, method: str):
-    x = node.inputs[0]
-    shape = ctx.shape(x)
-    keepdims = bool(node.attr("keepdims", 1))
-    if node.opset >= 18:
-        noop = node.attr("noop_with_empty_axes", 0)
-        axes_in = node.input(1)
-        if axes_in:
-            axes = ctx.const(axes_in)
-            if axes is None:
-                node.reject("the axes input is not a constant")
-            axes = [int(a) for a in axes.reshape(-1)]
-        else:
-            if noop:
-                node.reject_attr("noop_with_empty_axes", noop, "an identity reduction is not a pooling")
-            axes = list(range(len(shape)))
-    else:
-        axes = node.attr("axes", None)
-        axes = list(range(len(shape))) if axes is None else [int(a) for a in axes]
-    axes = sorted(a + len(shape) if a < 0 else a for a in axes)
-    if len(shape) != 4 or axes != [2, 3]:
-        node.reject(
-            f"only a reduction over H,W (axes 2,3) of a rank-4 tensor maps to Pooling, got axes {axes}"
-        )
-    return _global(node, ctx, method, x, node.outputs[0], keepdims)
-
-
-@register("ReduceMean", since=1, layers=("Pooling", "Reshape"))
-def reduce_mean(node, ctx):
-    """ReduceMean over H,W (keepdims 0/1, axes attribute or input) -> Pooling AVE global (+ Reshape)."""
-    return _reduce_hw(node, ctx, "AVE")
-
-
-@register("ReduceMax", since=1, layers=("Pooling", "Reshape"))
-def reduce_max(node, ctx):
-    """ReduceMax over H,W (keepdims 0/1) -> Pooling MAX global (+ Reshape)."""
-    return _reduce_hw(node, ctx, "MAX")
