@@ -206,7 +206,8 @@ def ones_scalar(ctx) -> tuple[list, str]:
 def constant_blob(ctx, node, value, tag: str = "const") -> tuple[list, str]:
     """(layers, blob): a blob holding the constant array `value` exactly (shape value.shape; a scalar gives
     shape (1,)). InnerProduct of the shared exact 1 (ones_scalar) with the values as its (n, 1) weight:
-    each output is value * 1, one product with no sum, so exact on both runtimes (inf and NaN included).
+    each output is value * 1, one product with no sum, so exact on both runtimes (inf and NaN included; a -0.0
+    comes out as +0.0, the accumulator starting at +0).
     Cost: InnerProduct + Reshape, value.size weights (+ the shared 4-layer 1 once per net)."""
     value = np.asarray(value, dtype=np.float32)
     shape = value.shape if value.ndim else (1,)
@@ -294,17 +295,15 @@ def broadcast_shape(node, *shapes) -> tuple[int, ...]:
         node.reject(f"shapes {', '.join(str(tuple(s)) for s in shapes)} do not broadcast")
 
 
-def broadcast_to(ctx, node, bottom: str, in_shape, out_shape, tag: str = "bcast") -> tuple[list, str]:
-    """(layers, blob): `bottom` (shape in_shape) broadcast numpy-style to out_shape, as exact copies.
-
-    Axes are aligned from the right; neighbouring broadcast axes are merged and each merged run of broadcast
-    axes is one repeat_axis (Concat copies) of the blob viewed as (P, 1, Q); runs are expanded smallest factor
-    first. Cost: per broadcast run 1 Concat (or ~2 log2(T) when doubling) and one copy of the grown blob."""
+def broadcast_steps(in_shape, out_shape) -> list[tuple[int, int, int]] | None:
+    """The repeat_axis steps (P, T, Q) that broadcast_to takes (None when in_shape does not broadcast)."""
     in_shape, out_shape = tuple(in_shape), tuple(out_shape)
     r = len(out_shape)
+    if len(in_shape) > r:
+        return None
     aligned = (1,) * (r - len(in_shape)) + in_shape
     if any(a != o and a != 1 for a, o in zip(aligned, out_shape, strict=True)):
-        node.reject(f"shape {in_shape} does not broadcast to {out_shape}")
+        return None
     # runs of axes: ("keep", size) or ("bcast", size); unit output axes are neutral
     runs: list[list] = []
     for a, o in zip(aligned, out_shape, strict=True):
@@ -315,20 +314,55 @@ def broadcast_to(ctx, node, bottom: str, in_shape, out_shape, tag: str = "bcast"
             runs[-1][1] *= o
         else:
             runs.append([kind, o])
-    if not any(k == "bcast" for k, _ in runs):
-        return view(ctx, node, bottom, in_shape, out_shape, f"{tag}_shape")
-    cur_dims = [s if k == "keep" else 1 for k, s in runs]
+    cur = [s if k == "keep" else 1 for k, s in runs]
+    steps = []
+    for size, i in sorted((s, i) for i, (k, s) in enumerate(runs) if k == "bcast"):
+        steps.append((math.prod(cur[:i]), size, math.prod(cur[i + 1 :])))
+        cur[i] = size
+    return steps
+
+
+def broadcast_cost(in_shape, out_shape) -> float:
+    """Estimated ns (OpenCV) of broadcast_to(in_shape -> out_shape)."""
+    return sum(repeat_cost(*step) for step in broadcast_steps(in_shape, out_shape) or [])
+
+
+def broadcast_to(ctx, node, bottom: str, in_shape, out_shape, tag: str = "bcast") -> tuple[list, str]:
+    """(layers, blob): `bottom` (shape in_shape) broadcast numpy-style to out_shape, as exact copies.
+
+    Axes are aligned from the right; neighbouring broadcast axes are merged and each merged run of broadcast
+    axes is one repeat_axis (Concat copies) of the blob viewed as (P, 1, Q); runs are expanded smallest factor
+    first. Bit-exact for any input. Cost: per broadcast run 1 Concat (or ~2 log2(T) when doubling) and one
+    copy of the grown blob."""
+    steps = broadcast_steps(in_shape, out_shape)
+    if steps is None:
+        node.reject(f"shape {tuple(in_shape)} does not broadcast to {tuple(out_shape)}")
     layers: list = []
-    blob, blob_shape = bottom, in_shape
-    todo = sorted((s, i) for i, (k, s) in enumerate(runs) if k == "bcast")
-    for size, i in todo:
-        P, Q = math.prod(cur_dims[:i]), math.prod(cur_dims[i + 1 :])
-        more, blob = repeat_axis(ctx, node, blob, blob_shape, P, size, Q, tag)
+    blob, blob_shape = bottom, tuple(in_shape)
+    for P, T, Q in steps:
+        more, blob = repeat_axis(ctx, node, blob, blob_shape, P, T, Q, tag)
         layers += more
-        cur_dims[i] = size
-        blob_shape = (P, size, Q)
+        blob_shape = (P, T, Q)
     more, blob = view(ctx, node, blob, blob_shape, out_shape, f"{tag}_shape")
     return layers + more, blob
+
+
+def ones_like(ctx, node, bottom: str, tag: str = "ones") -> tuple[list, str]:
+    """(layers, blob): a blob of `bottom`'s shape holding exactly 1.0: Power with power 0 (Caffe writes 1 without
+    reading; OpenCV computes pow(x, 0) = 1 for every x, inf and NaN included)."""
+    top = fresh(ctx, node, tag)
+    return [ctx.layer(top, "Power", [bottom], [top], power_param={"power": 0.0})], top
+
+
+def filled_like(ctx, node, bottom: str, value: float, tag: str = "fill") -> tuple[list, str]:
+    """(layers, blob): a blob of `bottom`'s shape holding exactly `value` for any input (unlike constant_like,
+    whose 0 * x is NaN on OpenCV for an infinite x): ones_like, then Power scale `value` (value * 1, exact)."""
+    layers, ones = ones_like(ctx, node, bottom, f"{tag}_one")
+    if value == 1.0:
+        return layers, ones
+    top = fresh(ctx, node, tag)
+    layers.append(power(ctx, top, ones, top, scale=value))
+    return layers, top
 
 
 # ---------------------------------------------------------------------------------------------- reductions
