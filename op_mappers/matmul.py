@@ -29,6 +29,7 @@ from onnx2caffe.registry import register
 
 from . import _permute
 from ._compose import (
+    SUM_SLICES,
     broadcast_shape,
     broadcast_to,
     constant_blob,
@@ -51,6 +52,7 @@ DOMAIN = "onnx2caffe"
 _SCALE_NS = 0.35  # two-bottom Scale
 _ELTWISE_NS = 1.3  # Eltwise PROD of two full blobs
 _IP_SUM_NS = 0.35  # InnerProduct (1, K) ones over the last axis
+_SLICE_SUM_NS = 1.5  # Slice + Eltwise SUM over a middle axis (K <= SUM_SLICES)
 _CONV_SUM_NS = 3.0  # Convolution 1x1 with one output channel (OpenCV has no fast path for it)
 
 
@@ -77,13 +79,14 @@ def plans(sizes: dict, given: dict, free: dict) -> list:
     its missing axis; how "ab": both are repeated and an Eltwise PROD multiplies them. Each operand is first
     permuted from its given order (given[op], e.g. "BKM" for a transposed A) into the layout's order, and the
     output (the layout without K) is permuted to "BMN". K last lets an InnerProduct do the sum (fast); another
-    position needs a Convolution 1x1 with one output channel (slow on OpenCV)."""
+    position needs Slice + Eltwise SUM or a Convolution 1x1 with one output channel (slower on OpenCV)."""
     letters = "BMKN" if sizes["B"] > 1 else "MKN"
     prod = math.prod(sizes[c] for c in letters)
     own = {"a": "BMK" if sizes["B"] > 1 else "MK", "b": "BKN" if sizes["B"] > 1 else "KN"}
     out = []
     for layout in ("".join(p) for p in itertools.permutations(letters)):
-        base = prod * (_IP_SUM_NS if layout[-1] == "K" else _CONV_SUM_NS)
+        middle = _SLICE_SUM_NS if sizes["K"] <= SUM_SLICES else _CONV_SUM_NS
+        base = prod * (_IP_SUM_NS if layout[-1] == "K" else middle)
         base += _perm_ns(sizes, _sub(layout, "BMN"), _sub("BMN", letters))
         for how in ("a", "b", "ab"):
             cost = base

@@ -8,6 +8,8 @@ import pytest
 from onnx import helper
 from onnx_testing import check_conversion, make_model
 
+from onnx2caffe.convert import convert
+
 # dot products of up to 37 terms summed in another order, alpha/beta folded into the weights (or one more
 # rounding each for a product of activations): ~1e-6 relative
 TOL = 1e-5
@@ -73,4 +75,47 @@ def test_gemm_trans_a_constant_b(tmp_path):
 def test_gemm_constant_a(tmp_path):
     node = helper.make_node("Gemm", ["a", "b", "c"], ["y"], transB=1)
     model = make_model([node], {"b": (4, 6)}, {"y": None}, {"a": _w(5, 6), "c": _w(4)})
+    check_conversion(model, tmp_path, max_rel=TOL)
+
+
+@pytest.mark.parametrize("flatten", ["Reshape", "Flatten"])
+@pytest.mark.parametrize("head", ["Gemm", "MatMul+Add"])
+@pytest.mark.parametrize("perm", [[0, 3, 2, 1], [0, 2, 3, 1]])
+def test_transpose_folded_into_weight(tmp_path, flatten, head, perm):
+    """MTCNN R/O-Net: x.permute(0, 3, 2, 1).view(N, -1) -> Linear. fold_transpose_into_gemm permutes the weight's
+    rows instead (the same products, another summation order): no Slice / Concat data movement remains."""
+    n, c, h, w = 2, 8, 3, 3
+    k = c * h * w
+    nodes = [helper.make_node("Transpose", ["x"], ["t"], perm=perm)]
+    inits = {"w": _w(k, 5), "b": _w(5)}
+    if flatten == "Reshape":
+        inits["shape"] = np.array([n, -1], np.int64)
+        nodes.append(helper.make_node("Reshape", ["t", "shape"], ["f"]))
+    else:
+        nodes.append(helper.make_node("Flatten", ["t"], ["f"], axis=1))
+    if head == "Gemm":
+        inits["w"] = np.ascontiguousarray(inits["w"].T)
+        nodes.append(helper.make_node("Gemm", ["f", "w", "b"], ["y"], transB=1))
+    else:
+        nodes += [helper.make_node("MatMul", ["f", "w"], ["m"]), helper.make_node("Add", ["m", "b"], ["y"])]
+    model = make_model(nodes, {"x": (n, c, h, w)}, {"y": None}, inits, opset=18 if head != "Gemm" else 13)
+    result = convert(model, None, runtimes=[], check=False)
+    assert "fold_transpose_into_gemm" in result.passes_applied
+    net = check_conversion(model, tmp_path, max_rel=TOL)
+    assert [layer.type for layer in net.layers] == [
+        "Input",
+        "Flatten" if flatten == "Flatten" else "Reshape",
+        "InnerProduct",
+    ]
+
+
+def test_transpose_not_folded_when_shared(tmp_path):
+    nodes = [
+        helper.make_node("Transpose", ["x"], ["t"], perm=[0, 3, 2, 1]),
+        helper.make_node("Flatten", ["t"], ["f"]),
+        helper.make_node("Gemm", ["f", "w"], ["y"]),
+    ]
+    model = make_model(nodes, {"x": (1, 4, 2, 3)}, {"y": None, "t": None}, {"w": _w(24, 3)})
+    result = convert(model, None, runtimes=[], check=False)
+    assert "fold_transpose_into_gemm" not in result.passes_applied
     check_conversion(model, tmp_path, max_rel=TOL)
