@@ -6,7 +6,7 @@ block of B entries, (P, A, B, Q) -> (P, B, A, Q). One swap is two layers around 
 
     view (P, A, B, 1, Q) -> Slice axis 1 into A pieces (P, 1, B, 1, Q) -> Concat axis 3 -> (P, 1, B, A, Q)
 
-(or the mirror image slicing B, whichever side is smaller). The Concat writes piece a into column a of every
+(or the mirror image slicing B, whichever side is smaller; unit P and Q axes are left out of the views). The Concat writes piece a into column a of every
 (B, A) matrix: memory order is exactly (P, B, A, Q). Every value is copied, never computed, so the result is
 bit-exact for any input (inf, NaN and -0.0 included) on Caffe and OpenCV.
 
@@ -212,11 +212,19 @@ def emit(ctx, node, bottom: str, top: str, in_shape, out_shape, steps, tag: str 
     def one_swap(blob, shape_now, s: Swap):
         P, A, B, Q = s.P, s.A, s.B, s.Q
         if A <= B:  # (P, A, B, 1, Q): slice A, concat behind B
-            src = view(blob, shape_now, (P, A, B, 1, Q))
-            n, s_axis, c_axis, out = A, 1, 3, (P, 1, B, A, Q)
+            dims, s_axis, c_axis = [P, A, B, 1, Q], 1, 3
         else:  # (P, 1, A, B, Q): slice B, concat in front of A
-            src = view(blob, shape_now, (P, 1, A, B, Q))
-            n, s_axis, c_axis, out = B, 3, 1, (P, B, A, 1, Q)
+            dims, s_axis, c_axis = [P, 1, A, B, Q], 3, 1
+        n = min(A, B)
+        # unit P / Q axes are left out of the views (OpenCV copies lower-rank blobs faster)
+        if Q == 1:
+            dims.pop()
+        if P == 1:
+            dims.pop(0)
+            s_axis, c_axis = s_axis - 1, c_axis - 1
+        src = view(blob, shape_now, dims)
+        out = list(dims)
+        out[s_axis], out[c_axis] = 1, n
         pieces = [fresh(ctx, node, f"{tag}_piece") for _ in range(n)]
         layers.append(
             ctx.layer(
@@ -231,7 +239,7 @@ def emit(ctx, node, bottom: str, top: str, in_shape, out_shape, steps, tag: str 
         layers.append(
             ctx.layer(joined, "Concat", pieces, [joined], concat_param={"axis": c_axis}),
         )
-        return joined, out
+        return joined, tuple(out)
 
     def split(blob, shape_now, s: Split):
         P, A, B, Q = s.P, s.A, s.B, s.Q
