@@ -5,9 +5,9 @@ per run of reduced axes, with exact element-wise steps around them.
 Caffe's Reduction layer is not loadable by OpenCV (and reduces only trailing axes), so the reduction is composed.
 The reduced axes are grouped into runs of neighbouring axes (unit axes join any run); the blob is viewed as
 (P, R, Q) for each run in turn (no data moves) and reduced over R:
-- sum: InnerProduct with a (1, R) ones weight when Q == 1, else Convolution 1x1 with a ones weight over
-  (P, R, Q, 1) - each term is x * 1 (exact), only the order of the float32 additions differs from onnxruntime:
-  |error| <= (R - 1) 2^-24 sum |x|;
+- sum (_compose.sum_axis): InnerProduct with a (1, R) ones weight when Q == 1, else the R slices added by one
+  Eltwise SUM (R <= 64) or a ones Convolution 1x1 - each term is exact (x * 1 or x itself), only the order of
+  the float32 additions differs from onnxruntime: |error| <= (R - 1) 2^-24 sum |x|;
 - mean: Pooling AVE with an (R, 1) window over (P, 1, R, Q) (sum, then one division by R per run); a 4-D
   tensor reduced over H, W is one global Pooling;
 - max: Pooling MAX the same way (exact; Caffe's pooling starts from -FLT_MAX and skips NaN, so a window of
@@ -183,8 +183,8 @@ def _reduce(node, ctx, kind: str, input_since: int = 18):
     "ReduceSum",
     since=1,
     layers=_LAYERS,
-    notes="per run of reduced axes a ones InnerProduct (last axes) or Convolution 1x1 (middle axes); sum order "
-    "differs: |err| <= R 2^-24 sum|x|; cost R multiply-adds per output",
+    notes="per run of reduced axes a ones InnerProduct (last axes), Slice + Eltwise SUM (<= 64 terms) or ones "
+    "Convolution 1x1 (middle axes); sum order differs: |err| <= R 2^-24 sum|x|",
 )
 def reduce_sum(node, ctx):
     """ReduceSum over any axes -> ones InnerProduct / Convolution 1x1 per run of reduced axes."""
@@ -224,7 +224,7 @@ def reduce_min(node, ctx):
     "ReduceL1",
     since=1,
     layers=_LAYERS,
-    notes="AbsVal + ones InnerProduct / Convolution sums (sum order differs)",
+    notes="AbsVal (exact) + the ReduceSum sums (|err| <= R 2^-24 sum|x|)",
 )
 def reduce_l1(node, ctx):
     """ReduceL1 -> AbsVal + sums (exact terms, reordered sum)."""
@@ -242,7 +242,12 @@ def reduce_l2(node, ctx):
     return _reduce(node, ctx, "l2")
 
 
-@register("ReduceSumSquare", since=1, layers=_LAYERS, notes="Power 2 + ones InnerProduct / Convolution sums")
+@register(
+    "ReduceSumSquare",
+    since=1,
+    layers=_LAYERS,
+    notes="Power 2 (rounded once, as onnxruntime) + the ReduceSum sums (|err| <= R 2^-24 sum x^2)",
+)
 def reduce_sum_square(node, ctx):
     """ReduceSumSquare -> Power 2 + sums."""
     return _reduce(node, ctx, "sumsq")

@@ -48,7 +48,12 @@ def softmax_v1(node, ctx):
     ]
 
 
-@register("Softmax", since=13, layers=("Softmax",))
+@register(
+    "Softmax",
+    since=13,
+    layers=("Softmax",),
+    notes="Softmax over one axis of any rank (1-D to 6-D tested on both runtimes)",
+)
 def softmax_v13(node, ctx):
     """Softmax over one axis (opset 13+; negative axes normalised)."""
     x, y = node.input(0), node.output(0)
@@ -107,7 +112,19 @@ _LOG_LAYERS = (
 )
 
 
-@register("LogSoftmax", since=1, until=13, layers=_LOG_LAYERS)
+_LOG_NOTES = (
+    "x - max - log(sum(exp(x - max))) (onnxruntime's algorithm): Pooling MAX, Exp, ones sum, Log, Concat-copy "
+    "broadcasts; exp/log a few ulp, sum order differs (<= K 2^-24 relative)"
+)
+
+
+@register(
+    "LogSoftmax",
+    since=1,
+    until=13,
+    layers=_LOG_LAYERS,
+    notes="(opset < 13: over the flattened block [axis:]) " + _LOG_NOTES,
+)
 def log_softmax_v1(node, ctx):
     """LogSoftmax over the flattened block [axis:] (opset < 13): max-shifted exp / sum / log composition."""
     shape = ctx.shape(node.input(0))
@@ -116,7 +133,7 @@ def log_softmax_v1(node, ctx):
     return _log_softmax(node, ctx, shape, norm_axis(node, node.attr("axis", 1), len(shape)), False)
 
 
-@register("LogSoftmax", since=13, layers=_LOG_LAYERS)
+@register("LogSoftmax", since=13, layers=_LOG_LAYERS, notes=_LOG_NOTES)
 def log_softmax_v13(node, ctx):
     """LogSoftmax over one axis (opset 13+): max-shifted exp / sum / log composition."""
     shape = ctx.shape(node.input(0))
