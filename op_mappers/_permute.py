@@ -29,12 +29,14 @@ import functools
 import heapq
 import math
 
+from ._layers import fresh, identity, reshape
+
 MAX_PIECES = 512  # most tops of one Slice / bottoms of one Concat in a swap
 
 # cost model, in nanoseconds on OpenCV's CPU backend (rough; only the ranking of plans matters)
 _LAYER_NS = 3000.0
 _PIECE_NS = 700.0
-_RUN_NS = 8.0
+_RUN_NS = 20.0
 _ENTRY_NS = 1.0
 
 
@@ -189,8 +191,6 @@ def count(steps) -> dict:
 
 def emit(ctx, node, bottom: str, top: str, in_shape, out_shape, steps, tag: str = "perm") -> list:
     """Layers applying `steps` to `bottom` (shape in_shape) and writing `top` (shape out_shape)."""
-    from ._compose import fresh, identity, reshape
-
     layers: list = []
     cur, cur_shape = bottom, tuple(in_shape)
 
