@@ -14,8 +14,8 @@ from ._layers import fresh, power, reshape, view
 from ._permute import MAX_PIECES
 
 # OpenCV cost model of Concat copies (one thread, ns; see _permute): per contiguous run, per entry written
-_RUN_NS = 10.0
-_ENTRY_NS = 0.4
+_RUN_NS = 15.0
+_ENTRY_NS = 0.1
 _LAYER_NS = 3000.0
 
 

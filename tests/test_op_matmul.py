@@ -139,10 +139,23 @@ def test_transpose_shared_with_another_reader_is_kept(tmp_path):
     check_conversion(model, tmp_path, max_rel=TOL)
 
 
-@pytest.mark.parametrize("ta, tb", [(False, False), (True, False), (False, True), (True, True)])
-def test_every_product_plan(tmp_path, monkeypatch, ta, tb):
+@pytest.mark.parametrize(
+    "ta, tb, chunk",
+    [
+        (False, False, None),
+        (True, False, None),
+        (False, True, None),
+        (True, True, None),
+        (False, True, 50),
+        (True, False, 1),
+    ],
+)
+def test_every_product_plan(tmp_path, monkeypatch, ta, tb, chunk):
     """Each layout / operand choice of the planner computes the same product: one model holds one MatMul per
-    candidate plan, and the planner is made to hand out the candidates in turn."""
+    candidate plan, and the planner is made to hand out the candidates in turn. chunk: products formed in
+    chunks of at most that many entries (50: 3 uneven chunks of the outer axis; 1: one chunk per entry of it)."""
+    if chunk is not None:
+        monkeypatch.setattr(matmul_mod, "CHUNK", chunk)
     a_shape = (2, 4, 3) if ta else (2, 3, 4)
     b_shape = (2, 5, 4) if tb else (2, 4, 5)
     sizes = {"B": 2, "M": 3, "K": 4, "N": 5}
@@ -160,8 +173,10 @@ def test_every_product_plan(tmp_path, monkeypatch, ta, tb):
     model = make_model(nodes, {"a": a_shape, "b": b_shape}, outputs)
     handed = iter(candidates)
     monkeypatch.setattr(matmul_mod, "plans", lambda *args: [next(handed)])
-    check_conversion(model, tmp_path, max_rel=TOL)
+    net = check_conversion(model, tmp_path, max_rel=TOL)
     assert next(handed, None) is None  # every candidate was used
+    joins = [layer for layer in net.layers if layer.name.endswith("/joined")]
+    assert len(joins) == (0 if chunk is None else len(candidates))  # every product chunked and joined
 
 
 def test_batch_free_scale_plans(tmp_path, monkeypatch):
