@@ -6,9 +6,12 @@ block of B entries, (P, A, B, Q) -> (P, B, A, Q). One swap is two layers around 
 
     view (P, A, B, 1, Q) -> Slice axis 1 into A pieces (P, 1, B, 1, Q) -> Concat axis 3 -> (P, 1, B, A, Q)
 
-(or the mirror image slicing B, whichever side is smaller; unit P and Q axes are left out of the views). The Concat writes piece a into column a of every
-(B, A) matrix: memory order is exactly (P, B, A, Q). Every value is copied, never computed, so the result is
-bit-exact for any input (inf, NaN and -0.0 included) on Caffe and OpenCV.
+(or the mirror image slicing B, whichever side is smaller; unit P and Q axes are left out of the views). The
+Concat writes piece a into column a of every (B, A) matrix: memory order is exactly (P, B, A, Q). Every value is
+copied, never computed, so the result is bit-exact for any input (inf, NaN and -0.0 included) on Caffe and
+OpenCV. (A Convolution / InnerProduct with a permutation-matrix weight, or a Deconvolution with one-hot kernels,
+would move data in one layer but costs a multiply-add per entry and output row and is not exact for inf / NaN:
+0 * inf is NaN. Caffe's Tile does not run on OpenCV.)
 
 Planning (`plan`): unit axes are dropped and axes that stay neighbours are merged; a shortest-path search over
 the orders of the remaining (at most 6 for a 6-D blob) axes finds the sequence of block swaps of least
@@ -16,10 +19,13 @@ estimated cost. A swap whose smaller side exceeds MAX_PIECES pieces is itself de
 entries is swapped in two steps ((P, a1, a2, B, Q) -> (P, a1, B, a2, Q) -> (P, B, a1, a2, Q)), and a prime
 block is split into A - 1 and 1 entries (Slice, swap each part, Concat). So any static permutation has a plan.
 
-Cost model (OpenCV 4.x, one thread, measured with benchmarks/transpose.py): every swap copies the tensor twice
-(Slice, Concat); the copies run in contiguous runs of Q entries, and OpenCV's generic Slice/Concat spend about
-6-15 ns per run on top of ~1 ns per entry, so a swap with Q == 1 (e.g. the last two axes) costs ~10-15 ns per
-entry, ~10x onnxruntime's or OpenCV-ONNX's dedicated transpose kernels; with Q >= 16 it is close to a memcpy.
+Cost model (OpenCV 4.14, one thread; benchmarks/compositions.py and per-layer profiles): every swap copies the
+tensor twice (Slice, Concat) in contiguous runs of Q entries; OpenCV's generic Slice / Concat spend ~10-25 ns per
+run on top of ~1 ns per entry, so a swap ending at the last axis (Q == 1: attention maps, NCHW -> NHWC, the
+detection heads' (0, 3, 4, 1, 2)) costs ~10-30 ns per entry, 10-80x OpenCV's own Permute of the ONNX model;
+with Q >= 16 a swap is close to a memcpy. Layers: 2 per swap (+ Reshape views), at most rank - 1 swaps
+(measured plans: 1 for (0, 1, 3, 2) and NCHW -> NHWC, 2 for (0, 3, 2, 1), 2 for pixel shuffle), plus 2 per
+factoring step of a block of more than MAX_PIECES entries. No size limit remains.
 """
 
 from __future__ import annotations
@@ -42,7 +48,7 @@ _ENTRY_NS = 1.0
 
 @dataclasses.dataclass(frozen=True)
 class Swap:
-    """(P, A, B, Q) -> (P, B, A, Q) in one Slice + one Concat (A pieces when slice_a, else B pieces)."""
+    """(P, A, B, Q) -> (P, B, A, Q) in one Slice + one Concat (min(A, B) pieces, slicing the smaller side)."""
 
     P: int
     A: int
