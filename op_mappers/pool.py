@@ -1,5 +1,5 @@
-"""Pooling: MaxPool, AveragePool (1-D and 2-D), GlobalAveragePool, GlobalMaxPool (any rank), ReduceMean/ReduceMax
-over H,W -> Pooling.
+"""Pooling: MaxPool, AveragePool (1-D and 2-D), GlobalAveragePool, GlobalMaxPool (any rank) -> Pooling
+(ReduceMean/ReduceMax: reduce.py).
 
 1-D pooling runs the 2-D machinery below on a (N, C, L, 1) view (kernel 1, stride 1, no pad on the unit axis):
 two Reshapes, the same Pooling. A dilated MaxPool pools one axis after the other (a maximum over a product of
@@ -383,42 +383,3 @@ def global_average_pool(node, ctx):
 def global_max_pool(node, ctx):
     """GlobalMaxPool (any rank >= 3) -> Pooling MAX global_pooling (+ Reshape around it unless rank 4)."""
     return _global(node, ctx, "MAX", node.inputs[0], node.outputs[0])
-
-
-def _reduce_hw(node, ctx, method: str):
-    x = node.inputs[0]
-    shape = ctx.shape(x)
-    keepdims = bool(node.attr("keepdims", 1))
-    if node.opset >= 18:
-        noop = node.attr("noop_with_empty_axes", 0)
-        axes_in = node.input(1)
-        if axes_in:
-            axes = ctx.const(axes_in)
-            if axes is None:
-                node.reject("the axes input is not a constant")
-            axes = [int(a) for a in axes.reshape(-1)]
-        else:
-            if noop:
-                node.reject_attr("noop_with_empty_axes", noop, "an identity reduction is not a pooling")
-            axes = list(range(len(shape)))
-    else:
-        axes = node.attr("axes", None)
-        axes = list(range(len(shape))) if axes is None else [int(a) for a in axes]
-    axes = sorted(a + len(shape) if a < 0 else a for a in axes)
-    if len(shape) != 4 or axes != [2, 3]:
-        node.reject(
-            f"only a reduction over H,W (axes 2,3) of a rank-4 tensor maps to Pooling, got axes {axes}"
-        )
-    return _global(node, ctx, method, x, node.outputs[0], keepdims)
-
-
-@register("ReduceMean", since=1, layers=("Pooling", "Reshape"))
-def reduce_mean(node, ctx):
-    """ReduceMean over H,W (keepdims 0/1, axes attribute or input) -> Pooling AVE global (+ Reshape)."""
-    return _reduce_hw(node, ctx, "AVE")
-
-
-@register("ReduceMax", since=1, layers=("Pooling", "Reshape"))
-def reduce_max(node, ctx):
-    """ReduceMax over H,W (keepdims 0/1) -> Pooling MAX global (+ Reshape)."""
-    return _reduce_hw(node, ctx, "MAX")
