@@ -15,8 +15,6 @@ translator writes what does, and says why:
   reference blob's).
 * Scale / Bias over other axes than the channels, and the bias of a two-input Scale, become BinaryOp
   with a MemoryData constant (ncnn's Scale / Bias are per channel only).
-* ArgMax with out_max_val: ncnn writes the values first, Caffe the indices: the two rows are swapped
-  back with a Slice and a Concat.
 * Floats are written with 9 significant digits (model.py), LRN's k and BatchNorm's eps as parameters.
 
 A translator reads ``ctx.lp`` (the Caffe LayerParameter), ``ctx.blobs`` (weights), ``ctx.bottoms``
@@ -204,8 +202,9 @@ def t_pooling(ctx: LayerContext) -> None:
             params[13] = ph
     else:
         # valid mode with explicit padding: right/bottom cover exactly the windows Caffe computes
-        bottom = (oh - 1) * sh + kh - h - ph
-        right = (ow - 1) * sw + kw - w - pw
+        # (at least 0: in floor mode the last window can end before the input does)
+        bottom = max((oh - 1) * sh + kh - h - ph, 0)
+        right = max((ow - 1) * sw + kw - w - pw, 0)
         params.update({3: pw, 14: right, 13: ph, 15: bottom, 5: 1})
     if kind == 0:
         ctx.emit("Pooling", [src], ctx.top_names, params)
@@ -546,24 +545,6 @@ def t_silence(ctx: LayerContext) -> None:
     ctx.emit("Noop", [b.ncnn for b in ctx.bottoms], [])
 
 
-def t_argmax(ctx: LayerContext) -> None:
-    p = ctx.lp.argmax_param
-    if p.HasField("axis"):
-        ctx.refuse("axis (ncnn's ArgMax works over the whole blob)")
-    total = math.prod(ctx.bottoms[0].caffe_shape[1:])
-    k = int(p.top_k)
-    flat = ctx.as_shape(0, (total,))
-    if not p.out_max_val:
-        ctx.emit("ArgMax", [flat], ctx.top_names, {0: 0, 1: k})
-        return
-    top = ctx.top_names[0]
-    raw = ctx.tmp(top, "values_first")
-    ctx.emit("ArgMax", [flat], [raw], {0: 1, 1: k})
-    values, indices = ctx.tmp(top, "values"), ctx.tmp(top, "indices")
-    ctx.emit("Slice", [raw], [values, indices], {0: [1, -233], 1: 0}, tag="rows")
-    ctx.emit("Concat", [indices, values], [top], {0: 0}, tag="swap")
-
-
 def t_reduction(ctx: LayerContext) -> None:
     p = ctx.lp.reduction_param
     shape = ctx.bottoms[0].caffe_shape
@@ -763,7 +744,6 @@ TRANSLATORS = {
     "Tile": t_tile,
     "Crop": t_crop,
     "Silence": t_silence,
-    "ArgMax": t_argmax,
     "Reduction": t_reduction,
     "Permute": t_permute,
     "ShuffleChannel": t_shuffle_channel,
@@ -790,6 +770,7 @@ REFUSED = {
     "MultinomialLogisticLoss": "a loss layer",
     "ContrastiveLoss": "a loss layer",
     "Python": "a Python layer (its code is not part of the model)",
+    "ArgMax": "ncnn's ArgMax layer is left out of its standard builds (the PyPI wheel has none)",
     "Embed": "ncnn's Embed reads integer indices; Caffe's takes them as floats (not converted)",
     "SPP": "no exact ncnn form of Caffe's spatial pyramid pooling",
     "Im2col": "no ncnn layer",

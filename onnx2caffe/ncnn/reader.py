@@ -12,9 +12,11 @@ Added, by fork (field names and defaults as those forks declare them):
 * SSD: ``permute_param`` (order), ``norm_param`` (across_spatial, channel_shared, eps), ``prior_box_param``,
   ``detection_output_param`` (with ``nms_param``, ``save_output_param``).
 * PSPNet / DeepLab: ``interp_param`` (height, width, zoom_factor, shrink_factor, pad_beg, pad_end).
-* YOLO / SegNet forks: ``upsample_param`` (scale, scale_h, scale_w, upsample_h, upsample_w, ...).
+* YOLO / SegNet / brocolli forks: ``upsample_param`` (scale, scale_h, scale_w, upsample_h, upsample_w,
+  dims_num, ...; the forks disagree on scale's default, so it must be given).
 * ShuffleNet forks: ``shuffle_channel_param`` (group).
 * SSD-era pooling: ``pooling_param { ceil_mode: false }`` (a bool where late BVLC has ``round_mode``).
+* BVLC master's ``dropout_param { scale_train: false }`` (test-time scaling by 1 - ratio).
 
 The result is a :class:`CaffeModel`: the :class:`~onnx2caffe.caffe_net.CaffeNet` (TEST-phase layers only,
 blobs attached by layer name) and, per layer, the parameters as the superset message (``params(layer)``).
@@ -104,13 +106,14 @@ _FORK_MESSAGES: dict[str, list[tuple[str, int, int, str, str | None]]] = {
         ("pad_end", 6, _OPT, "int32", "0"),
     ],
     "UpsampleParameter": [
-        ("scale", 1, _OPT, "uint32", "2"),
+        ("scale", 1, _OPT, "uint32", None),
         ("scale_h", 2, _OPT, "uint32", None),
         ("scale_w", 3, _OPT, "uint32", None),
         ("pad_out_h", 4, _OPT, "bool", "false"),
         ("pad_out_w", 5, _OPT, "bool", "false"),
         ("upsample_h", 6, _OPT, "uint32", None),
         ("upsample_w", 7, _OPT, "uint32", None),
+        ("dims_num", 8, _OPT, "int32", "4"),
     ],
     "ShuffleChannelParameter": [("group", 1, _OPT, "uint32", "1")],
 }
@@ -126,6 +129,7 @@ _FORK_FIELDS = [
     ("LayerParameter", "upsample_param", 10002, ".caffe.UpsampleParameter", None),
     ("LayerParameter", "shuffle_channel_param", 10003, ".caffe.ShuffleChannelParameter", None),
     ("PoolingParameter", "ceil_mode", 10013, "bool", "true"),
+    ("DropoutParameter", "scale_train", 10014, "bool", "true"),
 ]
 
 

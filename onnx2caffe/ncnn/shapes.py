@@ -425,8 +425,12 @@ def _interp(lp, bottoms, blobs) -> list[Shape]:
 
 def upsample_size(lp, shape: Shape) -> tuple[int, int]:
     p = lp.upsample_param
+    if p.dims_num != 4:
+        raise ShapeError(f"dims_num {p.dims_num} (only the 4-D, H and W, upsampling)")
     if p.HasField("upsample_h") or p.HasField("upsample_w"):
         return int(p.upsample_h), int(p.upsample_w)
+    if not p.HasField("scale") and not (p.HasField("scale_h") and p.HasField("scale_w")):
+        raise ShapeError("no scale (the forks' Upsample layers disagree on its default)")
     sh = int(p.scale_h) if p.HasField("scale_h") else int(p.scale)
     sw = int(p.scale_w) if p.HasField("scale_w") else int(p.scale)
     return shape[2] * sh, shape[3] * sw
