@@ -173,6 +173,7 @@ class NcnnModelHandle(LoadedModel):
             if outputs is None
             else ([outputs] if isinstance(outputs, str) else list(outputs))
         )
+        wanted = list(dict.fromkeys(wanted))
         bad = [n for n in wanted if n not in self._blobs]
         if bad:
             raise RuntimeExecutionError(
