@@ -211,6 +211,10 @@ def quantize(model: NcnnModel, table: Table, fp16_rest: bool = True) -> NcnnMode
         bottom_scale[layer.name] = float(act)
         model.int8.append(layer.name)
     _fuse_requantize(model, bottom_scale)
+    for layer in model.layers:  # a Split passes the int8 Mat on: its copies hold int8 values too
+        if layer.type == "Split" and layer.bottoms[0] in model.requantized:
+            for t in layer.tops:
+                model.requantized[t] = model.requantized[layer.bottoms[0]]
     if fp16_rest:
         int8 = set(model.int8)
         for layer in model.layers:

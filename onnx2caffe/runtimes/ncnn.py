@@ -53,14 +53,16 @@ def _ncnn():
 
 class NcnnRuntime(Runtime):
     """ncnn, float32 or (with `table`) int8 as ncnn2int8 quantises. fp16_rest: with a table, store the
-    float layers' weights as float16 like ncnn2int8 does. num_threads: ncnn's thread count (default:
-    ncnn's own, the physical big cores)."""
+    float layers' weights as float16 like ncnn2int8 does. num_threads: ncnn's thread count (default 1:
+    ncnn's OpenMP threads keep spinning after each layer, which starves the numpy work done between runs
+    here (measured: a 20-image R-Net evaluation took 17 s with 2 threads on 2 busy cores, 2 s with 1);
+    give more for big nets on an idle machine)."""
 
     def __init__(
         self,
         table: str | os.PathLike | None = None,
         fp16_rest: bool = True,
-        num_threads: int | None = None,
+        num_threads: int | None = 1,
     ) -> None:
         self._ncnn = _ncnn()
         self.table = None
@@ -209,6 +211,29 @@ class NcnnModelHandle(LoadedModel):
                 out[w] = parts[0]
             else:
                 out[w] = np.stack(parts).reshape(info.caffe_shape)
+        return out
+
+    def run_ncnn_blobs(self, inputs: Mapping[str, np.ndarray], blobs: Sequence[str]) -> dict[str, np.ndarray]:
+        """One sample (inputs of batch 1, Caffe input names): the ncnn blobs named `blobs` (any ncnn blob of
+        `ncnn_model`, in-place versions and helper blobs included) as float32 arrays of their Mat's shape;
+        a blob kept in int8 is divided by its scale."""
+        arrays = as_float32_inputs(inputs)
+        ncnn = self._rt._ncnn
+        shapes = {k: tuple(v.shape) for k, v in arrays.items()}
+        key = tuple(sorted(shapes.items()))
+        net, model = self._variant(key, None if key == self._declared else shapes)
+        ex = net.create_extractor()
+        for name, arr in arrays.items():
+            info = model.blobs[name]
+            ex.input(info.ncnn, as_mat(ncnn, arr.reshape(info.ncnn_shape)))
+        out = {}
+        for b in blobs:
+            ret, mat = ex.extract(b)
+            if ret != 0:
+                raise RuntimeExecutionError(f"{self._rt.name}: ncnn failed computing blob {b!r}")
+            a = np.array(mat, dtype=np.float32, copy=True)
+            scale = model.requantized.get(b)
+            out[b] = a / np.float32(scale) if scale else a
         return out
 
     @staticmethod
