@@ -40,7 +40,7 @@ out/net-percentile.table.
 --evaluate DIR measures what int8 costs on ncnn itself: the Caffe model converted to ncnn (as caffe2ncnn)
 and quantised from each table (as ncnn2int8), run in int8 and in float32 on the held-out images under DIR
 (preprocessed as the calibration images). Per net output: mean and worst cosine and max_rel of int8 vs
-float32, top-1 agreement when the output is a class score (a Softmax, or a 2-D InnerProduct), and the layer
+float32, top-1 agreement when the output is a class score (a Softmax, or 2-D with 100+ values), and the layer
 whose int8 output drifts most from its input. --json prints everything as one JSON document.
 --runtime ncnn calibrates on ncnn float32 itself (as ncnn2table does) instead of a Caffe runtime.
 
@@ -115,7 +115,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ev.add_argument(
         "--class-outputs", default=None, metavar="BLOB,...",
         help="the outputs that are class scores, for top-1 agreement ('' for none; default: Softmax outputs "
-        "and InnerProduct outputs of 100 or more values)",
+        "and 2-D outputs of 100 or more values)",
     )  # fmt: skip
     ev.add_argument("--json", action="store_true", help="print the results as one JSON document")
 

@@ -6,8 +6,8 @@ does), both on the ncnn runtime itself, with the same preprocessing as the calib
 the mean and the worst, over the images, of the cosine similarity and of max_rel (max |int8 - fp32| /
 max |fp32|) of the int8 output against the float32 one, and, when the output is a class score, the share of
 positions whose top-1 class agrees. A class score is, unless the caller names the outputs, a Softmax output
-(classes along its axis) or a 2-D InnerProduct output (N, K) with K >= 100 (the logits of a classifier;
-fewer values are more likely a regression: boxes, landmarks).
+(classes along its axis) or a 2-D output (N, K) with K >= 100 (the logits of a classifier, from an
+InnerProduct or a pooled Flatten; fewer values are more likely a regression: boxes, landmarks).
 
 Per layer: the mean cosine of every ncnn blob, and each Caffe layer's drift: how much lower its output's
 cosine is than its inputs' (the worst input's). The layer with the largest drift is where int8 loses most;
@@ -122,11 +122,7 @@ def class_axis(caffe, info, named: bool | None = None) -> int | None:
         lp = caffe.params(next(ly for ly in caffe.layers if ly.name == info.layer))
         a = int(lp.softmax_param.axis)
         return a + len(shape) if a < 0 else a
-    if (
-        info.layer_type == "InnerProduct"
-        and len(shape) == 2
-        and (shape[1] >= MIN_LOGITS or (named and shape[1] > 1))
-    ):
+    if len(shape) == 2 and (shape[1] >= MIN_LOGITS or (named and shape[1] > 1)):
         return 1
     if named:
         return 1 if len(shape) >= 2 else 0
