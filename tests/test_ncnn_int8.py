@@ -9,6 +9,7 @@ nothing written.
 
 from __future__ import annotations
 
+import ncnn_cases
 import numpy as np
 import pytest
 from ncnn_cases import conv, layer, rnd, write_case
@@ -27,7 +28,8 @@ ncnn = pytest.importorskip("ncnn")
 def _net(tmp_path, name="q"):
     """conv (group 1, 3x3) -> ReLU -> depthwise (group 6) -> conv 1x1 (requantize: depthwise -> conv
     directly) -> split into two convs (requantize through a Split) -> Eltwise -> global pool -> fc, plus a
-    Deconvolution that stays in float."""
+    Deconvolution that stays in float. The same weights whatever ran before."""
+    ncnn_cases.RNG = np.random.default_rng(42)
     parts = [
         conv("c1", "data", "c1", 6, 4, extra="pad: 1"),
         layer("r1", "ReLU", "c1", "c1"),
@@ -99,11 +101,9 @@ def test_int8_weights_equal_ncnn_own_quantisation(tmp_path):
     b = _run(tmp_path / "theirs.param", tmp_path / "theirs.bin", x, blobs)
     for name in blobs:
         np.testing.assert_array_equal(a[name], b[name], err_msg=name)
-    # and int8 really ran: the result is not the float32 one, but close to it
+    # and int8 really ran: the result is not the float32 one (how close it is: the calibrated test below)
     f = _run_fp32(tmp_path, p, m, x, ["fc"])
     assert not np.array_equal(a["fc"], f["fc"])
-    cos = float(np.dot(a["fc"], f["fc"]) / np.linalg.norm(a["fc"]) / np.linalg.norm(f["fc"]))
-    assert cos > 0.9
 
 
 def _run_fp32(tmp_path, p, m, x, blobs):
