@@ -12,9 +12,8 @@ nets); first half for calibration, second half held out.
 
     python examples/ncnn_int8.py [-o OUT] [--nets pnet,rnet,onet,resnet18] [--images N] [--fast] [--json FILE]
 
-R-Net and O-Net permute their feature map (N, C, H, W) -> (N, W, H, C) before flattening into the first
-fully connected layer; Caffe 1.0 has no Permute, so the permutation is folded into that layer's weight
-columns (the same function, checked against the original module before export).
+R-Net and O-Net permute their feature map before the first dense layer; the converter folds that permute into
+the dense layer's weights (no Permute layer, the same function).
 """
 
 from __future__ import annotations
@@ -34,50 +33,13 @@ IMAGENET_NORM = (1 / 58.395, 1 / 57.12, 1 / 57.375)
 TORCHVISION_SIZE = 112
 
 
-def folded_mtcnn(name: str):
-    """facenet-pytorch's P/R/O-Net with its weights; R-Net and O-Net with the permute folded into dense."""
-    import torch
+def mtcnn_net(name: str):
+    """facenet-pytorch's P/R/O-Net with the weights its wheel ships. R-Net and O-Net permute their feature map
+    (N, C, H, W) -> (N, W, H, C) before the first dense layer: the converter folds that Transpose into the dense
+    layer's weight columns (pass fold_transpose_into_gemm), so the net is exported as it is."""
     from facenet_pytorch.models import mtcnn
 
-    net = getattr(mtcnn, MTCNN[name][0])().eval()
-    if name == "pnet":
-        return net
-    dense = net.dense4 if name == "rnet" else net.dense5
-    size = {"rnet": (64, 3, 3), "onet": (128, 3, 3)}[name]  # C, H, W of the map before the flatten
-    c, h, w = size
-    # original: flatten of x.permute(0, 3, 2, 1), index (w, h, c); ours: flatten of x, index (c, h, w)
-    idx = torch.arange(c * h * w).reshape(w, h, c).permute(2, 1, 0).reshape(-1)
-    folded = torch.nn.Linear(dense.in_features, dense.out_features)
-    with torch.no_grad():
-        folded.weight.copy_(dense.weight[:, idx])
-        folded.bias.copy_(dense.bias)
-
-    class Folded(torch.nn.Module):
-        def __init__(self, base, fc) -> None:
-            super().__init__()
-            self.base, self.fc = base, fc
-
-        def forward(self, x):
-            b = self.base
-            x = b.prelu1(b.conv1(x))
-            x = b.pool1(x)
-            x = b.prelu2(b.conv2(x))
-            x = b.pool2(x)
-            x = b.prelu3(b.conv3(x))
-            if name == "onet":
-                x = b.pool3(x)
-                x = b.prelu4(b.conv4(x))
-                x = b.prelu5(self.fc(x.flatten(1)))
-                return b.dense6_2(x), b.dense6_3(x), b.softmax6_1(b.dense6_1(x))
-            x = b.prelu4(self.fc(x.flatten(1)))
-            return b.dense5_2(x), b.softmax5_1(b.dense5_1(x))
-
-    folded_net = Folded(net, folded).eval()
-    x = torch.randn(2, 3, MTCNN[name][1], MTCNN[name][1])
-    with torch.no_grad():
-        for a, b in zip(net(x), folded_net(x), strict=True):
-            assert torch.allclose(a, b, atol=1e-5), "folding the permute changed the function"
-    return folded_net
+    return getattr(mtcnn, MTCNN[name][0])().eval()
 
 
 def faces(n: int, size: int) -> list[np.ndarray]:
@@ -163,7 +125,7 @@ def run_net(name: str, out: str, n_images: int, methods: str, limit: int | None)
     t0 = time.perf_counter()
     if name in MTCNN:
         size = MTCNN[name][1]
-        model = folded_mtcnn(name)
+        model = mtcnn_net(name)
         mean, norm = [MTCNN_MEAN] * 3, [MTCNN_NORM]
         half = n_images // 2
         imgs = (
