@@ -39,24 +39,39 @@ def repeat_cost(P: int, T: int, Q: int) -> float:
 def repeat_axis(
     ctx, node, bottom: str, shape_now, P: int, T: int, Q: int, tag: str = "repeat"
 ) -> tuple[list, str]:
-    """(layers, blob): `bottom` viewed as (P, 1, Q) repeated T times along axis 1 -> shape (P, T, Q).
+    """(layers, blob): `bottom` viewed as (P, 1, Q) repeated T times along axis 1 -> shape (P, T, Q). P is axis 0
+    of the views: where P holds more than the batch, use repeat_kept, which keeps the batch alone there.
 
     Pure copies with Concat (the same bottom listed several times), so bit-exact for any input. One Concat of
     T copies when the copied runs are long, else doubling (x2, x4, ... then one Concat of the binary parts:
     about 2 log2(T) layers and 2x the output in copies, but few runs when Q is small)."""
-    layers, src = view(ctx, node, bottom, shape_now, (P, 1, Q), f"{tag}_view")
+    layers, blob, _ = repeat_kept(ctx, node, bottom, shape_now, P, 1, T, Q, tag)
+    return layers, blob
+
+
+def repeat_kept(
+    ctx, node, bottom: str, shape_now, lead: int, P: int, T: int, Q: int, tag: str = "repeat"
+) -> tuple[list, str, tuple[int, ...]]:
+    """(layers, blob, shape): repeat_axis keeping the batch: `bottom` viewed as (lead, P, 1, Q) repeated T times
+    along axis 2 -> (lead, P, T, Q) (a unit P is left out of the views). `lead` is the blob's axis 0 (its batch,
+    or 1), which stays axis 0: no data moves into or out of the batch axis (see _permute). Same copies and cost
+    as repeat_axis."""
+    dims = [lead] + ([P] if P > 1 else [])
+    layers, src = view(ctx, node, bottom, shape_now, (*dims, 1, Q), f"{tag}_view")
+    axis = len(dims)
+    out = (*dims, T, Q)
     if T == 1:
-        return layers, src
-    single, double = _repeat_costs(P, T, Q)
+        return layers, src, out
+    single, double = _repeat_costs(lead * P, T, Q)
     if T <= MAX_PIECES and single <= double:
         top = fresh(ctx, node, tag)
-        layers.append(ctx.layer(top, "Concat", [src] * T, [top], concat_param={"axis": 1}))
-        return layers, top
+        layers.append(ctx.layer(top, "Concat", [src] * T, [top], concat_param={"axis": axis}))
+        return layers, top, out
     powers = {1: src}
     cur, n = src, 1
     while 2 * n <= T:
         nxt = fresh(ctx, node, f"{tag}_x{2 * n}")
-        layers.append(ctx.layer(nxt, "Concat", [cur, cur], [nxt], concat_param={"axis": 1}))
+        layers.append(ctx.layer(nxt, "Concat", [cur, cur], [nxt], concat_param={"axis": axis}))
         cur, n = nxt, 2 * n
         powers[n] = cur
     parts, rest = [cur], T - n
@@ -65,10 +80,10 @@ def repeat_axis(
             parts.append(powers[k])
             rest -= k
     if len(parts) == 1:
-        return layers, cur
+        return layers, cur, out
     top = fresh(ctx, node, tag)
-    layers.append(ctx.layer(top, "Concat", parts, [top], concat_param={"axis": 1}))
-    return layers, top
+    layers.append(ctx.layer(top, "Concat", parts, [top], concat_param={"axis": axis}))
+    return layers, top, out
 
 
 def broadcast_shape(node, *shapes) -> tuple[int, ...]:
@@ -115,18 +130,24 @@ def broadcast_to(ctx, node, bottom: str, in_shape, out_shape, tag: str = "bcast"
     """(layers, blob): `bottom` (shape in_shape) broadcast numpy-style to out_shape, as exact copies.
 
     Axes are aligned from the right; neighbouring broadcast axes are merged and each merged run of broadcast
-    axes is one repeat_axis (Concat copies) of the blob viewed as (P, 1, Q); runs are expanded smallest factor
-    first. Bit-exact for any input. Cost: per broadcast run 1 Concat (or ~2 log2(T) when doubling) and one
-    copy of the grown blob."""
+    axes is one repeat_kept (Concat copies) of the blob viewed as (N, P, 1, Q); runs are expanded smallest factor
+    first. N, axis 0 of every view, is the output's axis 0 when the input has it too (the batch stays in place:
+    only the per-sample axes are broadcast), else a unit axis. Bit-exact for any input. Cost: per broadcast run
+    1 Concat (or ~2 log2(T) when doubling) and one copy of the grown blob."""
+    in_shape, out_shape = tuple(in_shape), tuple(out_shape)
     steps = broadcast_steps(in_shape, out_shape)
     if steps is None:
-        node.reject(f"shape {tuple(in_shape)} does not broadcast to {tuple(out_shape)}")
+        node.reject(f"shape {in_shape} does not broadcast to {out_shape}")
+    aligned = (1,) * (len(out_shape) - len(in_shape)) + in_shape
+    lead = 1
+    if len(out_shape) >= 2 and aligned[0] == out_shape[0]:
+        lead = out_shape[0]
+        steps = broadcast_steps(aligned[1:], out_shape[1:])
     layers: list = []
-    blob, blob_shape = bottom, tuple(in_shape)
+    blob, blob_shape = bottom, in_shape
     for P, T, Q in steps:
-        more, blob = repeat_axis(ctx, node, blob, blob_shape, P, T, Q, tag)
+        more, blob, blob_shape = repeat_kept(ctx, node, blob, blob_shape, lead, P, T, Q, tag)
         layers += more
-        blob_shape = (P, T, Q)
     more, blob = view(ctx, node, blob, blob_shape, out_shape, f"{tag}_shape")
     return layers + more, blob
 

@@ -138,18 +138,29 @@ def slice_range(
     ]
 
 
-def reshape(ctx, name: str, bottom: str, top: str, shape: Sequence[int]):
-    return ctx.layer(
-        name, "Reshape", [bottom], [top], reshape_param={"shape": {"dim": [int(d) for d in shape]}}
-    )
+def reshape(ctx, name: str, bottom: str, top: str, shape: Sequence[int], bottom_shape=None):
+    """Caffe Reshape of `bottom` to `shape`. When bottom_shape (the bottom's shape) is given and keeps axis 0,
+    axis 0 is written `dim: 0` (copy the bottom's): the batch axis stays a copy of the input's, so a net converted
+    at batch 1 still reshapes when Caffe / OpenCV run it at another batch size (both honour `dim: 0`; the ncnn
+    writer follows Caffe's shapes). Every other axis is written explicitly."""
+    dims = [int(d) for d in shape]
+    if bottom_shape is not None and len(bottom_shape) and dims and int(bottom_shape[0]) == dims[0]:
+        dims[0] = 0
+    return ctx.layer(name, "Reshape", [bottom], [top], reshape_param={"shape": {"dim": dims}})
 
 
 def view(ctx, node, bottom: str, shape_now, shape, tag: str = "view") -> tuple[list, str]:
-    """(layers, blob): `bottom` (of shape shape_now) seen as `shape` - no layer when the shapes already agree."""
+    """(layers, blob): `bottom` (of shape shape_now) seen as `shape` - no layer when the shapes already agree.
+    A view that keeps axis 0 copies it (`dim: 0`, see reshape)."""
     if tuple(shape_now) == tuple(shape):
         return [], bottom
     v = fresh(ctx, node, tag)
-    return [reshape(ctx, v, bottom, v, shape)], v
+    return [reshape(ctx, v, bottom, v, shape, shape_now)], v
+
+
+def kept_batch(shape) -> int:
+    """The size of axis 0 of a tensor (its batch axis, which the compositions keep as axis 0 of every view)."""
+    return int(shape[0]) if len(shape) else 1
 
 
 def scale_bias(ctx, name: str, bottom: str, top: str, scale, bias, out_shape) -> list:
@@ -207,6 +218,12 @@ def tidy(ctx, node, layers: list) -> list:
                 continue
             if first.proto.top[0] in outputs:
                 continue
+            # a `dim: 0` of the second copied the first's axis 0: the first's own dim 0 (a copy of its bottom's
+            # axis 0, still right) or the explicit size it wrote
+            dims = layer.proto.reshape_param.shape.dim
+            first_dims = first.proto.reshape_param.shape.dim
+            if len(dims) and dims[0] == 0 and len(first_dims) and first_dims[0] != 0:
+                dims[0] = first_dims[0]
             layer.proto.bottom[0] = first.proto.bottom[0]
             layers.remove(first)
             changed = True

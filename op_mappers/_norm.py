@@ -36,12 +36,13 @@ CHANNEL_LAYERS = ("Reshape", "Convolution", "Eltwise", "Power", "Scale")
 
 def trailing_view(shape, axis: int) -> tuple[int, int, int, int]:
     """The 4-D view (a, b, c, d) of `shape` whose rows (a, b) are the axes before `axis` and whose (c, d) are
-    the normalised axes [axis:] (a 4-D input normalised over H, W keeps its shape)."""
+    the normalised axes [axis:] (a 4-D input normalised over H, W keeps its shape). a is axis 0, the batch, so
+    it stays axis 0 (1 when axis 0 is normalised too); b the other row axes."""
     rows, inner = tuple(shape[:axis]), tuple(shape[axis:])
     if len(shape) == 4 and axis == 2:
         return tuple(shape)
-    a = math.prod(rows[:-1]) if len(rows) > 1 else 1
-    b = rows[-1] if rows else 1
+    a = rows[0] if rows else 1
+    b = math.prod(rows[1:])
     return (a, b, math.prod(inner), 1)
 
 
@@ -62,7 +63,7 @@ def normalize_trailing(ctx, node, bottom: str, shape, axis: int, eps: float, top
     x = bottom
     if tuple(shape) != view:
         x = fresh(ctx, node, "rows")
-        layers.append(reshape(ctx, x, bottom, x, view))
+        layers.append(reshape(ctx, x, bottom, x, view, shape))
     d = fresh(ctx, node, "centered")
     layers.append(ctx.layer(d, "MVN", [x], [d], mvn_param={"normalize_variance": False}))
     sq = fresh(ctx, node, "sq")
@@ -101,7 +102,7 @@ def normalize_channels(ctx, node, bottom: str, shape, eps: float, top: str | Non
     x = bottom
     if tuple(shape) != view:
         x = fresh(ctx, node, "as4d")
-        layers.append(reshape(ctx, x, bottom, x, view))
+        layers.append(reshape(ctx, x, bottom, x, view, shape))
     mean_w = np.full((1, c), 1.0 / c, np.float32)
     ones = np.ones((c, 1), np.float32)
     mean = fresh(ctx, node, "mean")
@@ -155,7 +156,7 @@ def finish(ctx, node, normed: str, view, shape, top: str, gamma, beta, axis: int
     skip = identity_affine(gamma, beta)
     if tuple(view) != tuple(shape):
         back = top if skip else fresh(ctx, node, "unview")
-        layers.append(reshape(ctx, fresh(ctx, node, "reshape_back"), normed, back, shape))
+        layers.append(reshape(ctx, fresh(ctx, node, "reshape_back"), normed, back, shape, view))
         normed = back
     if not skip:
         layers += affine(ctx, node.name, normed, top, gamma, beta, axis)

@@ -4,14 +4,20 @@ BVLC Caffe has no Permute layer (SSD-Caffe added one; OpenCV loads it, BVLC does
 sequence of *adjacent block swaps*: viewing the blob as (P, A, B, Q), move the block of A entries behind the
 block of B entries, (P, A, B, Q) -> (P, B, A, Q). One swap is two layers around two free Reshape views:
 
-    view (P, A, B, 1, Q) -> Slice axis 1 into A pieces (P, 1, B, 1, Q) -> Concat axis 3 -> (P, 1, B, A, Q)
+    view (N, P, A, B, Q) -> Slice the A axis into A pieces (N, P, 1, B, Q) -> Concat along the Q axis
+    -> (N, P, 1, B, A*Q): piece a lands at [a*Q, (a+1)*Q) of every B row, memory order (N, P, B, A, Q)
 
-(or the mirror image slicing B, whichever side is smaller; unit P and Q axes are left out of the views). The
-Concat writes piece a into column a of every (B, A) matrix: memory order is exactly (P, B, A, Q). Every value is
-copied, never computed, so the result is bit-exact for any input (inf, NaN and -0.0 included) on Caffe and
-OpenCV. (A Convolution / InnerProduct with a permutation-matrix weight, or a Deconvolution with one-hot kernels,
-would move data in one layer but costs a multiply-add per entry and output row and is not exact for inf / NaN:
-0 * inf is NaN. Caffe's Tile does not run on OpenCV.)
+or, when B is the smaller side, Slice the B axis into pieces (N, P, A, 1, Q) and Concat them along the A axis:
+(N, P, B*A, 1, Q) (a unit P, and a unit Q on that side, are left out of the views). Every value is copied, never
+computed, so the result is bit-exact for any input (inf, NaN and -0.0 included) on Caffe and OpenCV. (A
+Convolution / InnerProduct with a permutation-matrix weight, or a Deconvolution with one-hot kernels, would move
+data in one layer but costs a multiply-add per entry and output row and is not exact for inf / NaN: 0 * inf is
+NaN. Caffe's Tile does not run on OpenCV.)
+
+The batch stays in place (batch_plan): when the permutation keeps axis 0, only the per-sample axes are planned
+and N, axis 0 of every view, is the batch; otherwise N is a unit axis. So no data moves into or out of axis 0
+(ncnn, NNIE and other batch-less Caffe consumers run one sample at a time; Caffe reshapes the batch at run time)
+and a view has at most 5 axes (ncnn holds 4 per sample).
 
 Planning (`plan`): unit axes are dropped and axes that stay neighbours are merged; a shortest-path search over
 the orders of the remaining (at most 6 for a 6-D blob) axes finds the sequence of block swaps of least
@@ -195,8 +201,11 @@ def count(steps) -> dict:
     return out
 
 
-def emit(ctx, node, bottom: str, top: str, in_shape, out_shape, steps, tag: str = "perm") -> list:
-    """Layers applying `steps` to `bottom` (shape in_shape) and writing `top` (shape out_shape)."""
+def emit(
+    ctx, node, bottom: str, top: str, in_shape, out_shape, steps, tag: str = "perm", lead: int = 1
+) -> list:
+    """Layers applying `steps` to `bottom` (shape in_shape) and writing `top` (shape out_shape). Every view has
+    `lead` as its axis 0 (the batch the steps leave in place, or a unit axis), and at most 5 axes."""
     layers: list = []
     cur, cur_shape = bottom, tuple(in_shape)
 
@@ -204,7 +213,7 @@ def emit(ctx, node, bottom: str, top: str, in_shape, out_shape, steps, tag: str 
         if tuple(shape_now) == tuple(shape):
             return blob
         v = fresh(ctx, node, f"{tag}_view")
-        layers.append(reshape(ctx, v, blob, v, shape))
+        layers.append(reshape(ctx, v, blob, v, shape, shape_now))
         return v
 
     def apply(blob, shape_now, steps_):
@@ -217,20 +226,21 @@ def emit(ctx, node, bottom: str, top: str, in_shape, out_shape, steps, tag: str 
 
     def one_swap(blob, shape_now, s: Swap):
         P, A, B, Q = s.P, s.A, s.B, s.Q
-        if A <= B:  # (P, A, B, 1, Q): slice A, concat behind B
-            dims, s_axis, c_axis = [P, A, B, 1, Q], 1, 3
-        else:  # (P, 1, A, B, Q): slice B, concat in front of A
-            dims, s_axis, c_axis = [P, 1, A, B, Q], 3, 1
-        n = min(A, B)
-        # unit P / Q axes are left out of the views (OpenCV copies lower-rank blobs faster)
-        if Q == 1:
-            dims.pop()
-        if P == 1:
-            dims.pop(0)
-            s_axis, c_axis = s_axis - 1, c_axis - 1
-        src = view(blob, shape_now, dims)
+        # view (lead, P, A, B, Q); a unit P is left out (OpenCV copies lower-rank blobs faster)
+        dims = [lead] + ([P] if P > 1 else []) + [A, B, Q]
+        a, b, q = len(dims) - 3, len(dims) - 2, len(dims) - 1
         out = list(dims)
-        out[s_axis], out[c_axis] = 1, n
+        if A <= B:
+            # slice A into pieces (.., 1, B, Q); Concat along Q puts piece k at [k*Q, (k+1)*Q) of each B row
+            s_axis, c_axis, n = a, q, A
+            out[a], out[q] = 1, A * Q
+        else:  # slice B into pieces (.., A, 1, Q); Concat along A stacks them: (.., B*A, 1, Q)
+            if Q == 1:
+                dims.pop()
+                out.pop()
+            s_axis, c_axis, n = b, a, B
+            out[a], out[b] = B * A, 1
+        src = view(blob, shape_now, dims)
         pieces = [fresh(ctx, node, f"{tag}_piece") for _ in range(n)]
         layers.append(
             ctx.layer(
@@ -250,15 +260,15 @@ def emit(ctx, node, bottom: str, top: str, in_shape, out_shape, steps, tag: str 
     def split(blob, shape_now, s: Split):
         P, A, B, Q = s.P, s.A, s.B, s.Q
         if s.on_a:
-            src = view(blob, shape_now, (P, A, B * Q))
-            parts = [(P, s.cut, B * Q), (P, A - s.cut, B * Q)]
-            cat_shape = [(P, B, s.cut, Q), (P, B, A - s.cut, Q)]
-            c_axis = 2
+            src = view(blob, shape_now, (lead, P, A, B * Q))
+            parts = [(lead, P, s.cut, B * Q), (lead, P, A - s.cut, B * Q)]
+            cat_shape = [(lead, P, B, s.cut, Q), (lead, P, B, A - s.cut, Q)]
+            c_axis = 3
         else:
-            src = view(blob, shape_now, (P, A, B, Q))
-            parts = [(P, A, s.cut, Q), (P, A, B - s.cut, Q)]
-            cat_shape = [(P, s.cut, A, Q), (P, B - s.cut, A, Q)]
-            c_axis = 1
+            src = view(blob, shape_now, (lead, P, A, B, Q))
+            parts = [(lead, P, A, s.cut, Q), (lead, P, A, B - s.cut, Q)]
+            cat_shape = [(lead, P, s.cut, A, Q), (lead, P, B - s.cut, A, Q)]
+            c_axis = 2
         halves = [fresh(ctx, node, f"{tag}_part") for _ in range(2)]
         layers.append(
             ctx.layer(
@@ -266,7 +276,7 @@ def emit(ctx, node, bottom: str, top: str, in_shape, out_shape, steps, tag: str 
                 "Slice",
                 [src],
                 halves,
-                slice_param={"axis": 1 if s.on_a else 2, "slice_point": [s.cut]},
+                slice_param={"axis": 2 if s.on_a else 3, "slice_point": [s.cut]},
             )
         )
         done = []
@@ -275,31 +285,45 @@ def emit(ctx, node, bottom: str, top: str, in_shape, out_shape, steps, tag: str 
             done.append(view(b, sh, cat))
         joined = fresh(ctx, node, f"{tag}_glue")
         layers.append(ctx.layer(joined, "Concat", done, [joined], concat_param={"axis": c_axis}))
-        return joined, (P, B, A, Q)
+        return joined, (lead, P, B, A, Q)
 
     if not steps:
         if tuple(in_shape) == tuple(out_shape):
             return [identity(ctx, fresh(ctx, node, f"{tag}_copy"), bottom, top)]
-        return [reshape(ctx, fresh(ctx, node, f"{tag}_reshape"), bottom, top, out_shape)]
+        return [reshape(ctx, fresh(ctx, node, f"{tag}_reshape"), bottom, top, out_shape, in_shape)]
     cur, cur_shape = apply(cur, cur_shape, steps)
     if tuple(cur_shape) == tuple(out_shape):
         # rename: the last Concat writes `top` directly
         last = layers[-1]
         last.proto.top[0] = top
         return layers
-    layers.append(reshape(ctx, fresh(ctx, node, f"{tag}_out"), cur, top, out_shape))
+    layers.append(reshape(ctx, fresh(ctx, node, f"{tag}_out"), cur, top, out_shape, cur_shape))
     return layers
+
+
+def batch_plan(shape, perm) -> tuple[int, list[int], list[int]]:
+    """(lead, dims, order): the plan's view of a permutation. When the permutation leaves axis 0 (the batch) in
+    place, only the per-sample axes are planned and every view keeps the batch as its axis 0 (`lead`), so that
+    no data moves into or out of axis 0 (ncnn and other batch-less consumers run one sample at a time; Caffe can
+    reshape the batch). Otherwise every axis is planned and the views get a leading unit axis."""
+    shape, perm = tuple(int(d) for d in shape), [int(p) for p in perm]
+    if len(shape) >= 2 and perm[0] == 0:
+        dims, order = normalize(shape[1:], [p - 1 for p in perm[1:]])
+        return shape[0], dims, order
+    dims, order = normalize(shape, perm)
+    return 1, dims, order
 
 
 def permute(
     ctx, node, bottom: str, top: str, shape, perm, tag: str = "perm", bottom_shape=None, top_shape=None
 ) -> list:
     """Layers writing `top` = numpy.transpose(`bottom` viewed as `shape`, perm), bit-exact. bottom_shape /
-    top_shape: the blobs' real shapes when they differ from `shape` / the transposed shape (same entry count)."""
+    top_shape: the blobs' real shapes when they differ from `shape` / the transposed shape (same entry count).
+    Axis 0 stays axis 0 of every intermediate blob when perm keeps it in place (batch_plan)."""
     shape = tuple(int(d) for d in shape)
     out_shape = tuple(shape[p] for p in perm)
-    dims, order = normalize(shape, perm)
+    lead, dims, order = batch_plan(shape, perm)
     _, steps = plan(tuple(dims), tuple(order))
     in_real = tuple(bottom_shape) if bottom_shape is not None else shape
     out_real = tuple(top_shape) if top_shape is not None else out_shape
-    return emit(ctx, node, bottom, top, in_real, out_real, steps, tag)
+    return emit(ctx, node, bottom, top, in_real, out_real, steps, tag, lead)

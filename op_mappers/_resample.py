@@ -13,9 +13,13 @@ then gives the result the ONNX output's blob name.
   sizes equal (both round up when the last window would start beyond the input);
 - `flip`: reverse an axis (a gather with descending indices);
 - `repeat`: each slice along an axis repeated k times (nearest upsampling): one Concat of k references to a
-  (P, n, 1, R) view, copies of whole rows;
-- `matrix`: output = M @ input along an axis: InnerProduct(axis=last) on the last axis, else a 1x1 Convolution on
-  a (P, D, R, 1) view whose channel axis is the resampled one.
+  (N, P, n, 1, R) view, copies of whole rows;
+- `matrix`: output = M @ input along an axis: InnerProduct(axis=last) on the last axis, else a 1x1 Convolution
+  whose channel axis is the resampled one: on the input itself for the channels of a 4-D blob, else grouped
+  (group G) over a (N, G * D, R, 1) view with the matrix repeated per group.
+Every view keeps the tensor's axis 0 (the batch, N) as its axis 0 unless the block works on axis 0 itself: no
+data moves into or out of the batch axis, which ncnn and other batch-less Caffe consumers do not have, and the
+views copy it (`dim: 0`), so Caffe can run the net at another batch size.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ def view(ctx, node, bottom: str, shape: Sequence[int], new_shape: Sequence[int],
     if tuple(shape) == tuple(new_shape):
         return [], bottom
     top = fresh(ctx, node, tag)
-    return [reshape(ctx, top, bottom, top, new_shape)], top
+    return [reshape(ctx, top, bottom, top, new_shape, shape)], top
 
 
 def finish(ctx, node, layers: list, blob: str, top: str) -> list:
@@ -150,15 +154,16 @@ def replicate_pad(ctx, node, bottom: str, shape: Sequence[int], axis: int, befor
 # ------------------------------------------------------------------------------------------ pick
 def pick(ctx, node, bottom: str, shape: Sequence[int], picks: dict[int, tuple[int, int, int]]):
     """output = bottom[..., start::stride][:count] on each picked axis {axis: (start, stride, count)} of a 4-D blob
-    (axes 2 and 3: one pooling) or any axis of any blob (through a (P, 1, D, R) view). -> (layers, top, shape)."""
+    (axes 2 and 3: one pooling) or any axis of any blob (through a (N, P, D, R) view, N the batch axis 0). -> (layers, top, shape)."""
     shape = tuple(shape)
     layers: list = []
     cur, cur_shape = bottom, shape
     spatial = len(shape) == 4 and set(picks) <= {2, 3}
-    if not spatial:  # one axis at a time on a view with the axis at position 2
+    if not spatial:  # one axis at a time on a view (N, P, D, R) with the axis at position 2
         for axis, p in sorted(picks.items()):
             out_shape = cur_shape[:axis] + (p[2],) + cur_shape[axis + 1 :]
-            v = (prod(cur_shape[:axis]), 1, cur_shape[axis], prod(cur_shape[axis + 1 :]))
+            n = cur_shape[0] if axis > 0 else 1
+            v = (n, prod(cur_shape[:axis]) // n, cur_shape[axis], prod(cur_shape[axis + 1 :]))
             more, blob = view(ctx, node, cur, cur_shape, v)
             more2, blob, vshape = pick(ctx, node, blob, v, {2: p})
             more3, blob = view(ctx, node, blob, vshape, out_shape, "unview")
@@ -190,22 +195,28 @@ def pick(ctx, node, bottom: str, shape: Sequence[int], picks: dict[int, tuple[in
 
 def repeat(ctx, node, bottom: str, shape: Sequence[int], axis: int, times: int):
     """Each slice along `axis` repeated `times` times in place (nearest upsampling by an integer factor): a Concat
-    of `times` references to a (P, n, 1, R) view along its third axis, copies of whole rows."""
+    of `times` references to a (N, P, n, 1, R) view along its fourth axis, copies of whole rows (N: the batch
+    axis 0, kept in place; a unit P is left out)."""
     shape = tuple(shape)
     n = shape[axis]
-    v = (prod(shape[:axis]), n, 1, prod(shape[axis + 1 :]))
+    lead = shape[0] if axis > 0 else 1
+    p = prod(shape[:axis]) // lead
+    dims = (lead, p) if p > 1 else (lead,)
+    v = (*dims, n, 1, prod(shape[axis + 1 :]))
     out_shape = shape[:axis] + (n * times,) + shape[axis + 1 :]
     layers, blob = view(ctx, node, bottom, shape, v)
     top = fresh(ctx, node, f"repeat{axis}")
-    layers.append(ctx.layer(top, "Concat", [blob] * times, [top], concat_param={"axis": 2}))
-    more, blob = view(ctx, node, top, (v[0], n, times, v[3]), out_shape, "unview")
+    layers.append(ctx.layer(top, "Concat", [blob] * times, [top], concat_param={"axis": len(dims) + 1}))
+    more, blob = view(ctx, node, top, (*dims, n, times, v[-1]), out_shape, "unview")
     return layers + more, blob, out_shape
 
 
 # ------------------------------------------------------------------------------------------ matrix
 def matrix(ctx, node, bottom: str, shape: Sequence[int], axis: int, m: np.ndarray):
     """output = m @ bottom along `axis` (m: (n_out, n_in)). -> (layers, top, new_shape).
-    Cost: n_in multiply-adds per output element."""
+    Cost: n_in multiply-adds per output element; n_out * n_in weights, times G for the grouped form (OpenCV runs
+    it as fast as the 1x1 Convolution over a (N * G, n_in, R, 1) view, which would move G into the batch axis;
+    benchmarks/resample.py)."""
     shape = tuple(shape)
     n_out, n_in = m.shape
     assert shape[axis] == n_in
@@ -219,19 +230,19 @@ def matrix(ctx, node, bottom: str, shape: Sequence[int], axis: int, m: np.ndarra
             out,
             out_shape,
         )
-    v = (
-        (prod(shape[:axis]), n_in, prod(shape[axis + 1 :]), 1)
-        if not (len(shape) == 4 and axis == 1)
-        else shape
-    )
+    # the batch stays axis 0: a grouped 1x1 Convolution over (N, G * n_in, R, 1), G = the axes between the batch
+    # and the resampled one, with the matrix repeated per group (a plain one when G == 1)
+    lead = shape[0] if axis > 0 else 1
+    g = prod(shape[:axis]) // lead
+    v = shape if len(shape) == 4 and axis == 1 else (lead, g * n_in, prod(shape[axis + 1 :]), 1)
     layers, blob = view(ctx, node, bottom, shape, v)
     conv = fresh(ctx, node, f"matrix{axis}")
-    param = {"num_output": n_out, "bias_term": False, "kernel_size": [1]}
-    layers.append(
-        ctx.layer(
-            conv, "Convolution", [blob], [conv], blobs=[w.reshape(n_out, n_in, 1, 1)], convolution_param=param
-        )
-    )
-    vout = (v[0], n_out, v[2], v[3])
+    param = {"num_output": g * n_out, "bias_term": False, "kernel_size": [1]}
+    if g > 1:
+        param["group"] = g
+    ctx.check_array((g * n_out, n_in, 1, 1), np.float32, f"the matrix of axis {axis} repeated for {g} groups")
+    weight = np.tile(w, (g, 1)).reshape(g * n_out, n_in, 1, 1)
+    layers.append(ctx.layer(conv, "Convolution", [blob], [conv], blobs=[weight], convolution_param=param))
+    vout = (v[0], g * n_out, v[2], v[3])
     more, blob = view(ctx, node, conv, vout, out_shape, "unview")
     return layers + more, blob, out_shape

@@ -215,7 +215,7 @@ class Plan:
     identity - nothing to do;
     pick     - out[o] = in[start + stride * o]: a crop and a kernel-1 pooling with that stride (copies);
     repeat   - out[o] = in[o // stride] (nearest upsampling by an integer factor): Concat of `stride` references
-               on a (P, n, 1, R) view, a copy of each row (axes before the last one);
+               on a (N, P, n, 1, R) view, a copy of each row (axes before the last one);
     gather   - out[o] = in[index[o]] (other copy patterns): Slice into runs + Concat in output order (copies);
     dense    - the full (n_out, n_in) matrix (`matrix`, float64 holding onnxruntime's float32 weights)."""
 

@@ -4,11 +4,12 @@ per run of reduced axes, with exact element-wise steps around them.
 
 Caffe's Reduction layer is not loadable by OpenCV (and reduces only trailing axes), so the reduction is composed.
 The reduced axes are grouped into runs of neighbouring axes (unit axes join any run); the blob is viewed as
-(P, R, Q) for each run in turn (no data moves) and reduced over R:
+(N, P / N, R, Q) for each run in turn (no data moves; N is the batch axis 0, which stays axis 0 of every view
+unless the run reduces it) and reduced over R:
 - sum (_compose.sum_axis): InnerProduct with a (1, R) ones weight when Q == 1, else the R slices added by one
-  Eltwise SUM (R <= 64) or a ones Convolution 1x1 - each term is exact (x * 1 or x itself), only the order of
+  Eltwise SUM (R <= 64) or a ones Convolution (1x1, or depthwise (R, 1)) - each term is exact (x * 1 or x itself), only the order of
   the float32 additions differs from onnxruntime: |error| <= (R - 1) 2^-24 sum |x|;
-- mean: Pooling AVE with an (R, 1) window over (P, 1, R, Q) (sum, then one division by R per run); a 4-D
+- mean: Pooling AVE with an (R, 1) window over (N, P / N, R, Q) (sum, then one division by R per run); a 4-D
   tensor reduced over H, W is one global Pooling;
 - max: Pooling MAX the same way (exact; Caffe's pooling starts from -FLT_MAX and skips NaN, so a window of
   only NaN or -inf gives -FLT_MAX); min = -max(-x) (negation is exact).
@@ -113,7 +114,7 @@ def _reduce(node, ctx, kind: str, input_since: int = 18):
             )
         )
         if mid != top:
-            layers.append(reshape(ctx, fresh(ctx, node, "squeeze"), mid, top, out_shape))
+            layers.append(reshape(ctx, fresh(ctx, node, "squeeze"), mid, top, out_shape, shape[:2] + (1, 1)))
         return layers
 
     if kind == "min":
@@ -129,10 +130,11 @@ def _reduce(node, ctx, kind: str, input_since: int = 18):
             P = math.prod(logical_now[:start])
             R = math.prod(logical_now[start:end])
             Q = math.prod(logical_now[end:])
+            lead = logical_now[0] if start > 0 else 1  # the batch stays axis 0 unless it is reduced
             if how == "sum":
-                more, blob, blob_shape = sum_axis(ctx, node, blob, blob_shape, P, R, Q, None, tag)
+                more, blob, blob_shape = sum_axis(ctx, node, blob, blob_shape, P, R, Q, None, tag, lead)
             else:
-                more, blob, blob_shape = pool_axis(ctx, node, blob, blob_shape, P, R, Q, how, None, tag)
+                more, blob, blob_shape = pool_axis(ctx, node, blob, blob_shape, P, R, Q, how, None, tag, lead)
             layers.extend(more)
             logical_now[start:end] = [1] * (end - start)
         return blob, blob_shape, tuple(logical_now)
@@ -175,7 +177,7 @@ def _reduce(node, ctx, kind: str, input_since: int = 18):
     if cur == src:  # nothing reduced and no element-wise step: a copy
         layers.append(identity(ctx, node.name, src, top))
     else:
-        layers.append(reshape(ctx, fresh(ctx, node, "out"), cur, top, out_shape))
+        layers.append(reshape(ctx, fresh(ctx, node, "out"), cur, top, out_shape, cur_shape))
     return tidy(ctx, node, layers)
 
 

@@ -9,13 +9,15 @@ weights are bit-identical to onnxruntime's. Per axis:
 - every row copies one input with weight 1 (nearest; linear at coordinates that are integers): copies only,
   bit-exact for any input:
   pick (out[o] = in[a + s * o], downsampling): Slice crop + AVE Pooling kernel 1 stride s;
-  repeat (out[o] = in[o // k], nearest upsampling by k): Concat of k references to a (P, n, 1, R) view;
+  repeat (out[o] = in[o // k], nearest upsampling by k): Concat of k references to a (N, P, n, 1, R) view;
   gather (other patterns): Slice + Concat in output order;
   along the last axis (W) repeat/gather become the 0/1 selection matrix instead (OpenCV concatenates the last
   axis one element at a time; 1 * x + 0 * others is exact for finite x);
 - otherwise (linear, cubic, antialias, align_corners, any factor or size): the matrix R, as InnerProduct(axis=last)
-  along the last axis and as a 1x1 Convolution over a (P, n_in, R, 1) view along any other axis (its channel axis
-  is the resized one); n_in multiply-adds per output element and n_out * n_in weights per axis. Both axes of a
+  along the last axis and as a 1x1 Convolution whose channel axis is the resized one along any other axis (the
+  channels of NCHW directly; H of NCHW: grouped, group C, over a (N, C * n_in, W, 1) view with R repeated per
+  channel, so the batch stays axis 0); n_in multiply-adds per output element and n_out * n_in weights per axis
+  (times C for the grouped form). Both axes of a
   2-D resize cost C * (H_out * H_in * W_? + H_? * W_out * W_in) in the cheaper order (the axis that shrinks, or
   the cheaper one, first).
 Error bound of the matrix form: each output is a float32 sum of the same non-zero products onnxruntime forms
@@ -242,8 +244,8 @@ def resize_v10(node, ctx):
     layers=_LAYERS,
     notes="nearest/linear/cubic, every coordinate and nearest mode, antialias, exclude_outside, scales or sizes, axes, "
     "keep_aspect_ratio_policy -> per axis: copies where each output copies one input (Pooling kernel 1, Concat; "
-    "bit-exact), else onnxruntime's float32 interpolation matrix (InnerProduct along W, 1x1 Convolution on a view "
-    "along other axes; n_in MACs per output, n_out*n_in weights; error <= (taps+1)*2^-24*sum|w*x| per axis); "
+    "bit-exact), else onnxruntime's float32 interpolation matrix (InnerProduct along W, grouped 1x1 Convolution on a "
+    "view along other axes; n_in MACs per output, n_out*n_in weights (x C along H); error <= (taps+1)*2^-24*sum|w*x| per axis); "
     "tf_crop_and_resize refused",
 )
 def resize_v11(node, ctx):

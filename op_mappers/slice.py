@@ -2,7 +2,7 @@
 
 Slice with steps: a step s > 1 keeps every s-th element (YOLOv5's Focus: x[..., ::2, ::2], x[..., 1::2, ::2]): a
 crop to exactly (count - 1) * s + 1 elements, then AVE Pooling with kernel 1 and stride s (both spatial axes of a
-4-D tensor in one pooling, any other axis through a (P, 1, D, R) view). A window of one element divided by 1 is
+4-D tensor in one pooling, any other axis through a (N, P, D, R) view). A window of one element divided by 1 is
 a copy: bit-exact, inf and NaN included; no multiply-adds. A negative step reverses the axis (torch.flip): the
 kept elements are picked in ascending order, then reversed by one Slice into single entries and one Concat in
 reverse order (copies; one blob per element of the reversed axis).

@@ -39,12 +39,14 @@ def softmax_v1(node, ctx):
     if math.prod(shape[axis + 1 :]) == 1:
         # only one non-trivial axis in the block: the same as a softmax over that axis alone
         return [ctx.layer(node.name, "Softmax", [ctx.blob(x)], [ctx.blob(y)], **_axis_param(axis))]
+    # rows x cols, the batch kept as axis 0: (N, rows / N, cols) (N left out when the block starts at axis 0)
     rows, cols = math.prod(shape[:axis]), math.prod(shape[axis:])
+    flat_shape = (rows, cols) if axis <= 1 or rows == shape[0] else (shape[0], rows // shape[0], cols)
     flat, prob = fresh(ctx, node, "flat"), fresh(ctx, node, "prob2d")
     return [
-        reshape(ctx, flat, ctx.blob(x), flat, (rows, cols)),
-        ctx.layer(node.name, "Softmax", [flat], [prob]),  # Caffe's default axis is 1
-        reshape(ctx, fresh(ctx, node, "unflat"), prob, ctx.blob(y), shape),
+        reshape(ctx, flat, ctx.blob(x), flat, flat_shape, shape),
+        ctx.layer(node.name, "Softmax", [flat], [prob], **_axis_param(len(flat_shape) - 1)),
+        reshape(ctx, fresh(ctx, node, "unflat"), prob, ctx.blob(y), shape, flat_shape),
     ]
 
 
@@ -66,36 +68,40 @@ def softmax_v13(node, ctx):
 
 def _log_softmax(node, ctx, shape, axes_from: int, single_axis: bool):
     """log_softmax over axis `axes_from` (single_axis) or over the flattened block [axes_from:], computed like
-    onnxruntime: d = x - max, y = d - log(sum(exp(d))). The data is viewed as (A, K, B): the max is a Pooling
-    MAX over an (K, 1) window, the sum an InnerProduct / Slice + Eltwise / Convolution with ones
-    (_compose.sum_axis), and the (A, 1, B) results are broadcast back by Concat copies (exact)."""
+    onnxruntime: d = x - max, y = d - log(sum(exp(d))). The data is viewed as (N, A, K, B) - N the batch axis 0,
+    kept in place (a unit axis when axis 0 is normalised): the max is a Pooling MAX over a (K, 1) window, the sum
+    an InnerProduct / Slice + Eltwise / Convolution with ones (_compose.sum_axis), and the (N, A, 1, B) results
+    are broadcast back by Concat copies (exact)."""
     if single_axis:
         a, k, b = math.prod(shape[:axes_from]), shape[axes_from], math.prod(shape[axes_from + 1 :])
     else:
         a, k, b = math.prod(shape[:axes_from]), math.prod(shape[axes_from:]), 1
-    view3 = (a, k, b)
-    layers, x3 = view(ctx, node, ctx.blob(node.input(0)), shape, view3, "view")
-    more, m, m_shape = pool_axis(ctx, node, x3, view3, a, k, b, "MAX", None, "max")
+    n = shape[0] if axes_from > 0 else 1
+    a //= n
+    view4 = (n, a, k, b)
+    kept = (n, a, 1, b)
+    layers, x4 = view(ctx, node, ctx.blob(node.input(0)), shape, view4, "view")
+    more, m, m_shape = pool_axis(ctx, node, x4, view4, n * a, k, b, "MAX", None, "max", n)
     layers += more
-    more, m = view(ctx, node, m, m_shape, (a, 1, b), "max_kept")
+    more, m = view(ctx, node, m, m_shape, kept, "max_kept")
     layers += more
-    more, m_b = broadcast_to(ctx, node, m, (a, 1, b), view3, "max_b")
+    more, m_b = broadcast_to(ctx, node, m, kept, view4, "max_b")
     layers += more
     shifted = fresh(ctx, node, "shifted")
-    layers.append(eltwise(ctx, shifted, [x3, m_b], shifted, ELTWISE_SUM, coeff=[1.0, -1.0]))
+    layers.append(eltwise(ctx, shifted, [x4, m_b], shifted, ELTWISE_SUM, coeff=[1.0, -1.0]))
     e = fresh(ctx, node, "exp")
     layers.append(ctx.layer(e, "Exp", [shifted], [e]))
-    more, s, s_shape = sum_axis(ctx, node, e, view3, a, k, b, None, "sum")
+    more, s, s_shape = sum_axis(ctx, node, e, view4, n * a, k, b, None, "sum", n)
     layers += more
     lg = fresh(ctx, node, "log")
-    more, s = view(ctx, node, s, s_shape, (a, 1, b), "sum_kept")
+    more, s = view(ctx, node, s, s_shape, kept, "sum_kept")
     layers += more
     layers.append(ctx.layer(lg, "Log", [s], [lg]))
-    more, lg_b = broadcast_to(ctx, node, lg, (a, 1, b), view3, "log_b")
+    more, lg_b = broadcast_to(ctx, node, lg, kept, view4, "log_b")
     layers += more
-    y3 = fresh(ctx, node, "out")
-    layers.append(eltwise(ctx, node.name, [shifted, lg_b], y3, ELTWISE_SUM, coeff=[1.0, -1.0]))
-    layers.append(reshape(ctx, fresh(ctx, node, "back"), y3, ctx.blob(node.output(0)), shape))
+    y4 = fresh(ctx, node, "out")
+    layers.append(eltwise(ctx, node.name, [shifted, lg_b], y4, ELTWISE_SUM, coeff=[1.0, -1.0]))
+    layers.append(reshape(ctx, fresh(ctx, node, "back"), y4, ctx.blob(node.output(0)), shape, view4))
     return tidy(ctx, node, layers)
 
 
