@@ -3,8 +3,8 @@
 - _layers: single layers and views (power, identity, eltwise / eltwise_nd, reshape / view, slice_range,
   silence, scale_bias, exact clamps, tidy);
 - _permute: permute - any permutation of a static-shape blob as adjacent block swaps (Slice + Concat);
-- _broadcast: repeat_axis / repeat_kept / broadcast_to (Concat copies), ones_like / filled_like, constant_blob (exact constant
-  tensors from one shared exact 1);
+- _broadcast: repeat_axis / repeat_kept / broadcast_to (Concat copies), ones_like / filled_like,
+  constant_blob (exact constant tensors from one shared exact 1);
 - _reduce_axis: sum_axis / pool_axis over the middle axis of a (P, R, Q) view.
 
 The compositions keep the batch: every intermediate blob has the ONNX tensor's axis 0 as its axis 0 whenever the

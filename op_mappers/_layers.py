@@ -235,12 +235,12 @@ def eltwise_nd(
     ctx, node, bottoms: Sequence[str], top: str, shape, operation: str, coeff=None, name: str | None = None
 ) -> list:
     """Eltwise over blobs of one `shape` of any rank: OpenCV's Eltwise takes at most 5 axes, so a higher-rank
-    blob is viewed as (1, count) around it (Reshape shares the data)."""
+    blob is viewed as (N, count / N) around it (Reshape shares the data; N = axis 0, the batch, stays in place)."""
     shape = tuple(shape)
     name = name or fresh(ctx, node, "eltwise")
     if len(shape) <= 5:
         return [eltwise(ctx, name, bottoms, top, operation, coeff)]
-    flat = (1, math.prod(shape))
+    flat = (shape[0], math.prod(shape[1:]))
     layers = []
     views = []
     for b in bottoms:
@@ -249,5 +249,5 @@ def eltwise_nd(
         views.append(v)
     mid = fresh(ctx, node, "eltwise_flat")
     layers.append(eltwise(ctx, name, views, mid, operation, coeff))
-    layers.append(reshape(ctx, fresh(ctx, node, "unflat"), mid, top, shape))
+    layers.append(reshape(ctx, fresh(ctx, node, "unflat"), mid, top, shape, flat))
     return layers

@@ -15,11 +15,13 @@ One constant operand c:
   varies (BVLC's Bias is not in OpenCV: an add is a unit Scale with a bias): one rounding, as onnxruntime.
 - x / c: x * (1 / c) with 1 / c computed in float64 then rounded: within one float32 rounding of onnxruntime.
 - c / x: Power -1 then the Scale by c (two roundings, as Div above).
-- Max / Min with c: ReLU for Max(x, 0), else Eltwise with the constant produced exactly (filled_like for one
-  value, else _compose.constant_blob broadcast by Concat copies).
+- Max / Min with c: ReLU for Max(x, 0), else Eltwise with the constant produced exactly at the output's shape:
+  filled_like for one value, else ones_like(x) (Power 0: exactly 1) times a Scale whose learned blob is c
+  (1 * c = c for any c, -0.0, inf and NaN included). Made from the activation, the constant keeps its batch
+  axis 0 (a constant from _compose.constant_blob has none, which ncnn cannot use at batch > 1).
 - When c broadcasts the output beyond x's shape (a constant grid added to a smaller activation), x is first
   broadcast to the output shape.
-Sum / Mean / Max / Min of n inputs: Eltwise over the broadcast inputs (constants as exact constant blobs); Mean
+Sum / Mean / Max / Min of n inputs: Eltwise over the broadcast inputs (constants made like Max / Min's); Mean
 is the Eltwise SUM scaled by Power 1/n (one rounding more than onnxruntime's sum / n). OpenCV's Eltwise takes
 at most 5 axes: higher ranks are viewed flat around it.
 """
@@ -37,10 +39,10 @@ from ._compose import (
     broadcast_cost,
     broadcast_shape,
     broadcast_to,
-    constant_blob,
     eltwise_nd,
     filled_like,
     fresh,
+    ones_like,
     power,
     scale_bias,
     tidy,
@@ -127,20 +129,27 @@ def _two_activations(node, ctx, op, a, sa, b, sb, top, out_shape):
     return layers + eltwise_nd(ctx, node, [fa, fb], top, out_shape, operation, coeff, node.name)
 
 
+def _constant_like(ctx, node, anchor: str, value, out_shape, tag: str) -> tuple[list, str]:
+    """(layers, blob): the constant `value` broadcast to out_shape, made from `anchor` (a blob of out_shape):
+    filled_like for one value, else ones_like(anchor) times a Scale whose learned blob is the value over the
+    axes where it varies (1 * c is exact for any c)."""
+    v = np.asarray(value, np.float32)
+    if v.size and np.all(v == v.reshape(-1)[0]) and not np.isnan(v.reshape(-1)[0]):
+        return filled_like(ctx, node, anchor, float(v.reshape(-1)[0]), tag)
+    layers, ones = ones_like(ctx, node, anchor, f"{tag}_one")
+    blob = fresh(ctx, node, tag)
+    layers += scale_bias(ctx, blob, ones, blob, v.astype(np.float64), None, out_shape)
+    return layers, blob
+
+
 def _with_constant(node, ctx, op, x, sx, c, const_first, top, out_shape):
     layers, x = _full(ctx, node, x, sx, out_shape, "bcast")
     c64 = np.asarray(c, np.float64)
     if op in ("Max", "Min"):
         if op == "Max" and c64.size and np.all(c64 == 0):
             return layers + [ctx.layer(node.name, "ReLU", [x], [top])]
-        if c64.size and np.all(c64 == c64.reshape(-1)[0]):
-            more, cb = filled_like(ctx, node, x, float(np.float32(c64.reshape(-1)[0])), "const")
-            layers += more
-        else:
-            more, cb = constant_blob(ctx, node, np.asarray(c, np.float32), "const")
-            layers += more
-            more, cb = broadcast_to(ctx, node, cb, np.shape(c), out_shape, "const_bcast")
-            layers += more
+        more, cb = _constant_like(ctx, node, x, c, out_shape, "const")
+        layers += more
         return layers + _two_activations(node, ctx, op, x, out_shape, cb, out_shape, top, out_shape)
     if op == "Add":
         scale, bias = 1.0, c64
@@ -222,21 +231,25 @@ def _variadic(node, ctx, op):
         node.reject("every input is a constant (not folded)")
     if len(inputs) == 1:
         return [ctx.layer(node.name, "Split", [ctx.blob(inputs[0])], [top])]
-    layers, full = [], []
-    for i, t in enumerate(inputs):
-        value = ctx.const(t)
-        if value is not None:
-            more, blob = constant_blob(ctx, node, np.asarray(value, np.float32), f"const{i}")
-            shape = np.shape(value) or (1,)
-        else:
-            more, blob, shape = [], ctx.blob(t), tuple(ctx.shape(t))
-        layers += more
+    layers: list = []
+    full: list = [None] * len(inputs)
+    for i, t in enumerate(inputs):  # the activations, broadcast to the output
+        if ctx.is_const(t):
+            continue
+        blob = ctx.blob(t)
         if op == "Min":
             more, blob = _negated(ctx, node, blob, f"neg{i}")
             layers += more
-        more, blob = _full(ctx, node, blob, shape, out_shape, f"bcast{i}")
+        more, full[i] = _full(ctx, node, blob, tuple(ctx.shape(t)), out_shape, f"bcast{i}")
         layers += more
-        full.append(blob)
+    anchor = next(b for b in full if b is not None)
+    for i, t in enumerate(inputs):  # the constants, made from an activation (negation is exact)
+        if full[i] is None:
+            value = np.asarray(ctx.const(t), np.float32)
+            more, full[i] = _constant_like(
+                ctx, node, anchor, -value if op == "Min" else value, out_shape, f"const{i}"
+            )
+            layers += more
     operation = ELTWISE_SUM if op in ("Sum", "Mean") else ELTWISE_MAX
     if op == "Sum" or op == "Max":
         return tidy(

@@ -3,11 +3,13 @@ constant operand, an exact broadcast-multiply-sum composition between two activa
 
 - activation @ constant 2-D weight (K, N): InnerProduct over the last axis (the weight transposed).
 - constant 2-D (M, K) @ activation (..., K, N): Convolution 1x1 with the constant as a (M, K, 1, 1) weight over the
-  activation viewed as (batch, K, N, 1): sums over K like a GEMM.
+  activation viewed as (L, G * K, N, 1) (L the batch axis 0, G the other batch axes: grouped, the weight repeated
+  per group, when G > 1): sums over K like a GEMM.
 - activation @ activation (attention's Q @ K^T, attn @ V; also a batched constant, made an exact constant blob):
   Caffe multiplies two blobs only element-wise (Eltwise PROD, two-bottom Scale), so every product
-  x[m, k] * y[k, n] is formed explicitly, then summed over k. The 4-D product has the axes B (flattened batch),
-  M, K, N in some order: one operand is repeated over its missing axis by Concat copies, the other multiplies it
+  x[m, k] * y[k, n] is formed explicitly, then summed over k. The 4-D product has the axes B (the batch axes
+  after axis 0, flattened), M, K, N in some order, behind the output's batch axis 0 (L), which stays axis 0 of
+  every blob (no data moves into or out of the batch axis; blobs have at most 5 axes): one operand is repeated over its missing axis by Concat copies, the other multiplies it
   through a two-bottom Scale (Caffe and OpenCV broadcast the second bottom over the axes around its own run),
   or both are repeated and an Eltwise PROD multiplies them; the K axis is then summed (_compose.sum_axis: a
   ones InnerProduct when K is last). The order, and which operand is repeated, are chosen by a cost model of
@@ -40,8 +42,8 @@ from ._compose import (
     constant_blob,
     fresh,
     permute,
-    repeat_axis,
     repeat_cost,
+    repeat_kept,
     reshape,
     sum_axis,
     tidy,
@@ -77,7 +79,7 @@ def _sub(layout: str, letters: str) -> str:
     return "".join(c for c in layout if c in letters)
 
 
-def plans(sizes: dict, given: dict, free: dict) -> list:
+def plans(sizes: dict, given: dict, free: dict, lead: int = 1) -> list:
     """Candidate ways to form the product, cheapest first: (ns, layout, how).
 
     The 4-D product has the axes B (flattened batch; absent when 1), M, K, N in the order `layout`. how "a" /
@@ -87,7 +89,9 @@ def plans(sizes: dict, given: dict, free: dict) -> list:
     its missing axis; how "ab": both are repeated and an Eltwise PROD multiplies them. Each operand is first
     permuted from its given order (given[op], e.g. "BKM" for a transposed A) into the layout's order, and the
     output (the layout without K) is permuted to "BMN". K last lets an InnerProduct do the sum (fast); another
-    position needs Slice + Eltwise SUM or a Convolution 1x1 with one output channel (slower on OpenCV)."""
+    position needs Slice + Eltwise SUM or a ones Convolution (slower on OpenCV).
+    lead: the output's batch axis 0, axis 0 of every blob in front of the layout (see product()); when it is
+    larger than 1, a Scale operand that has it must hold it, so its run must start the layout."""
     letters = "BMKN" if sizes["B"] > 1 else "MKN"
     prod = math.prod(sizes[c] for c in letters)
     own = {"a": "BMK" if sizes["B"] > 1 else "MK", "b": "BKN" if sizes["B"] > 1 else "KN"}
@@ -106,7 +110,9 @@ def plans(sizes: dict, given: dict, free: dict) -> list:
                 mine = own[op] if not (scaled and free[op]) else own[op].replace("B", "")
                 want = _sub(layout, mine)
                 if scaled:
-                    if want not in layout:  # not a contiguous run
+                    # not a contiguous run, or the operand holds a batch axis 0 in front of a run that does not
+                    # start the layout
+                    if want not in layout or (lead > 1 and not free[op] and not layout.startswith(want)):
                         cost = math.inf
                         break
                     cost += prod * _SCALE_NS * stream
@@ -130,11 +136,12 @@ CHUNK = 1 << 20
 MAX_CHUNKS = 64
 
 
-def chunking(layout: str, sizes: dict) -> tuple[str, list[int]]:
+def chunking(layout: str, sizes: dict, lead: int = 1) -> tuple[str, list[int]]:
     """(letter, chunk sizes): the product is formed in chunks along the outermost non-K axis of the layout, each
-    of at most CHUNK entries (at most MAX_CHUNKS chunks). On OpenCV a product that stays in cache is formed and
-    summed ~2x faster than one streamed through memory (measured on YOLO11's attention at 640x640)."""
-    total = math.prod(sizes[c] for c in layout)
+    of at most CHUNK entries (at most MAX_CHUNKS chunks; lead: the batch axis in front of the layout). On OpenCV
+    a product that stays in cache is formed and summed ~2x faster than one streamed through memory (measured on
+    YOLO11's attention at 640x640)."""
+    total = lead * math.prod(sizes[c] for c in layout)
     letter = next(c for c in layout if c != "K")
     size = sizes[letter]
     count = min(size, MAX_CHUNKS, -(-total // CHUNK))
@@ -144,7 +151,11 @@ def chunking(layout: str, sizes: dict) -> tuple[str, list[int]]:
 
 def product(ctx, node, a, a_shape, ta: bool, b, b_shape, tb: bool, top: str, out_shape) -> list:
     """Layers writing `top` (shape out_shape) = op(a) @ op(b) for two blobs of rank >= 2 (op = transpose of the
-    last two axes when ta / tb), batch axes broadcast numpy-style. See the module docstring and plans()."""
+    last two axes when ta / tb), batch axes broadcast numpy-style. See the module docstring and plans().
+
+    The output's batch axis 0 (L; 1 for a 2-D product) is axis 0 of every blob the product makes, in front of
+    the layout's axes (the other batch axes are B): no data moves into or out of the batch axis, and blobs have
+    at most 5 axes. Only an operand without batch axes, multiplied as the Scale's second bottom, leaves L out."""
     a_shape, b_shape = tuple(a_shape), tuple(b_shape)
     M, K = (a_shape[-1], a_shape[-2]) if ta else (a_shape[-2], a_shape[-1])
     K2, N = (b_shape[-1], b_shape[-2]) if tb else (b_shape[-2], b_shape[-1])
@@ -157,55 +168,56 @@ def product(ctx, node, a, a_shape, ta: bool, b, b_shape, tb: bool, top: str, out
             f"the product of two activations is built as a {Bt}x{M}x{K}x{N} blob; more than {MAX_PRODUCT} "
             "entries (MAX_PRODUCT) is refused"
         )
-    sizes = {"B": Bt, "M": M, "K": K, "N": N}
-    has_b = Bt > 1
+    L = batch[0] if batch else 1
+    sizes = {"B": Bt // L, "M": M, "K": K, "N": N}
+    has_b = sizes["B"] > 1
     given = {
         "a": ("B" if has_b else "") + ("KM" if ta else "MK"),
         "b": ("B" if has_b else "") + ("NK" if tb else "KN"),
     }
     free = {"a": all(d == 1 for d in a_shape[:-2]), "b": all(d == 1 for d in b_shape[:-2])}
-    _, layout, how = plans(sizes, given, free)[0]
+    _, layout, how = plans(sizes, given, free, L)[0]
     own = {"a": "BMK" if has_b else "MK", "b": "BKN" if has_b else "KN"}
     layers: list = []
     src = {"a": (a, a_shape), "b": (b, b_shape)}
+    keep_free = {op: how == op and free[op] for op in "ab"}
 
-    def operand(op: str, keep_free: bool):
-        """(blob, letters, shape) of operand op with its axes in the layout's order (B left out if keep_free)."""
+    def operand(op: str):
+        """(blob, letters, shape) of operand op with its axes in the layout's order behind its axis 0 (L, or a
+        unit axis for a batch-free Scale operand)."""
         blob, shape = src[op]
-        mine = own[op].replace("B", "") if keep_free else own[op]
+        lead = 1 if keep_free[op] else L
+        mine = own[op].replace("B", "") if keep_free[op] else own[op]
         have = _sub(given[op], mine)
-        if not keep_free and tuple(shape[:-2]) != tuple(batch):
+        if not keep_free[op] and tuple(shape[:-2]) != tuple(batch):
             full = tuple(batch) + tuple(shape[-2:])
             more, blob = broadcast_to(ctx, node, blob, shape, full, f"{op}_batch")
             layers.extend(more)
             shape = full
         want = _sub(layout, mine)
-        cur = tuple(sizes[c] for c in have)
+        cur = (lead, *(sizes[c] for c in have))
         if want == have:
             more, v = view(ctx, node, blob, shape, cur, f"{op}_view")
             layers.extend(more)
             return v, want, cur
         t = fresh(ctx, node, f"{op}_t")
-        perm = [have.index(c) for c in want]
+        perm = [0] + [1 + have.index(c) for c in want]
         layers.extend(permute(ctx, node, blob, t, cur, perm, f"{op}_t", bottom_shape=shape))
         return t, want, tuple(cur[i] for i in perm)
 
     # the operands in the layout's order, prepared once for every chunk
-    ops = {}
-    for op in "ab":
-        keep_free = how == op and free[op]
-        ops[op] = operand(op, keep_free)
-    letter, chunks = chunking(layout, sizes)
+    ops = {op: operand(op) for op in "ab"}
+    letter, chunks = chunking(layout, sizes, L)
 
     def pieces(op: str) -> list:
         """operand op cut into the chunks along `letter` (the whole operand for each chunk when it lacks it)."""
         blob, letters, shape = ops[op]
         if letter not in letters or len(chunks) == 1:
             return [(blob, shape)] * len(chunks)
-        axis = letters.index(letter)
-        outer = math.prod(shape[:axis])
+        axis = 1 + letters.index(letter)
+        outer = math.prod(shape[1:axis])
         inner = math.prod(shape[axis + 1 :])
-        more, src3 = view(ctx, node, blob, shape, (outer, shape[axis], inner), f"{op}_chunk_view")
+        more, src4 = view(ctx, node, blob, shape, (shape[0], outer, shape[axis], inner), f"{op}_chunk_view")
         layers.extend(more)
         tops = [fresh(ctx, node, f"{op}_chunk") for _ in chunks]
         points = list(itertools.accumulate(chunks))[:-1]
@@ -213,12 +225,12 @@ def product(ctx, node, a, a_shape, ta: bool, b, b_shape, tb: bool, top: str, out
             ctx.layer(
                 fresh(ctx, node, f"{op}_chunks"),
                 "Slice",
-                [src3],
+                [src4],
                 tops,
-                slice_param={"axis": 1, "slice_point": points},
+                slice_param={"axis": 2, "slice_point": points},
             )
         )
-        return [(t, (outer, n, inner)) for t, n in zip(tops, chunks, strict=True)]
+        return [(t, (shape[0], outer, n, inner)) for t, n in zip(tops, chunks, strict=True)]
 
     cut = {op: pieces(op) for op in "ab"}
     rest = layout.replace("K", "")
@@ -226,15 +238,16 @@ def product(ctx, node, a, a_shape, ta: bool, b, b_shape, tb: bool, top: str, out
     for i, n in enumerate(chunks):
         local = dict(sizes, **{letter: n})
         shape4 = tuple(local[c] for c in layout)
+        full4 = (L, *shape4)
 
-        def repeated(op: str, i=i, local=local, shape4=shape4):
+        def repeated(op: str, i=i, local=local, shape4=shape4, full4=full4):
             blob, shape = cut[op][i]
             missing = next(c for c in layout if c not in own[op])
             p = layout.index(missing)
             P, Q = math.prod(shape4[:p]), math.prod(shape4[p + 1 :])
-            more, rep = repeat_axis(ctx, node, blob, shape, P, local[missing], Q, f"{op}_rep")
+            more, rep, r_shape = repeat_kept(ctx, node, blob, shape, L, P, local[missing], Q, f"{op}_rep")
             layers.extend(more)
-            more, rep = view(ctx, node, rep, (P, local[missing], Q), shape4, f"{op}_rep_view")
+            more, rep = view(ctx, node, rep, r_shape, full4, f"{op}_rep_view")
             layers.extend(more)
             return rep
 
@@ -246,40 +259,43 @@ def product(ctx, node, a, a_shape, ta: bool, b, b_shape, tb: bool, top: str, out
             rep = repeated("b" if how == "a" else "a")
             gate, gshape = cut[how][i]
             run = ops[how][1]
-            more, gate = view(ctx, node, gate, gshape, tuple(local[c] for c in run), f"{how}_gate")
+            run_shape = tuple(local[c] for c in run)
+            if not keep_free[how] and layout.startswith(run):  # the gate keeps its axis 0: it starts the run
+                g_shape, axis = (L, *run_shape), 0
+            else:  # a batch-free operand, or L == 1 (plans() made sure): the gate is the run alone
+                g_shape, axis = run_shape, 1 + layout.index(run[0])
+            more, gate = view(ctx, node, gate, gshape, g_shape, f"{how}_gate")
             layers.extend(more)
-            layers.append(
-                ctx.layer(prods, "Scale", [rep, gate], [prods], scale_param={"axis": layout.index(run[0])})
-            )
+            layers.append(ctx.layer(prods, "Scale", [rep, gate], [prods], scale_param={"axis": axis}))
         k = layout.index("K")
         P, Q = math.prod(shape4[:k]), math.prod(shape4[k + 1 :])
-        more, summed, s_shape = sum_axis(ctx, node, prods, shape4, P, K, Q, None, "sum_k")
+        more, summed, s_shape = sum_axis(ctx, node, prods, full4, L * P, K, Q, None, "sum_k", L)
         layers.extend(more)
-        results.append((summed, s_shape, tuple(local[c] for c in rest)))
+        results.append((summed, s_shape, (L, *(local[c] for c in rest))))
     if len(results) == 1:
         summed, s_shape, _ = results[0]
     else:  # the chunks joined along `letter` (outermost of the output but for B / K before it)
-        axis = rest.index(letter)
+        axis = 1 + rest.index(letter)
         parts = []
         for blob, shape, want in results:
-            outer, inner = math.prod(want[:axis]), math.prod(want[axis + 1 :])
-            more, v = view(ctx, node, blob, shape, (outer, want[axis], inner), "chunk_out")
+            outer, inner = math.prod(want[1:axis]), math.prod(want[axis + 1 :])
+            more, v = view(ctx, node, blob, shape, (L, outer, want[axis], inner), "chunk_out")
             layers.extend(more)
             parts.append(v)
         summed = fresh(ctx, node, "joined")
-        layers.append(ctx.layer(summed, "Concat", parts, [summed], concat_param={"axis": 1}))
-        want = tuple(sizes[c] for c in rest)
-        s_shape = (math.prod(want[:axis]), want[axis], math.prod(want[axis + 1 :]))
+        layers.append(ctx.layer(summed, "Concat", parts, [summed], concat_param={"axis": 2}))
+        want = (L, *(sizes[c] for c in rest))
+        s_shape = (L, math.prod(want[1:axis]), want[axis], math.prod(want[axis + 1 :]))
     final = "BMN" if has_b else "MN"
     if rest != final:
-        perm = [rest.index(c) for c in final]
+        perm = [0] + [1 + rest.index(c) for c in final]
         layers.extend(
             permute(
                 ctx,
                 node,
                 summed,
                 top,
-                tuple(sizes[c] for c in rest),
+                (L, *(sizes[c] for c in rest)),
                 perm,
                 "out_t",
                 bottom_shape=s_shape,
@@ -287,29 +303,28 @@ def product(ctx, node, a, a_shape, ta: bool, b, b_shape, tb: bool, top: str, out
             )
         )
     else:
-        layers.append(reshape(ctx, fresh(ctx, node, "out"), summed, top, out_shape))
+        layers.append(reshape(ctx, fresh(ctx, node, "out"), summed, top, out_shape, s_shape))
     return layers
 
 
 def _const_left(node, ctx, w, x, y):
-    """constant 2-D (M, K) @ activation (..., K, N) -> Convolution 1x1 with weight (M, K, 1, 1) on (B, K, N, 1)."""
+    """constant 2-D (M, K) @ activation (..., K, N) -> Convolution 1x1 over the view (L, G * K, N, 1), L the
+    batch axis 0 and G the other batch axes: grouped (group G, the weight repeated per group) when G > 1, so the
+    batch stays axis 0."""
     shape = ctx.shape(x)
     M, K = w.shape
     N = shape[-1]
-    Bt = math.prod(shape[:-2])
-    layers, v = view(ctx, node, ctx.blob(x), shape, (Bt, K, N, 1), "in")
+    lead = shape[0] if len(shape) > 2 else 1
+    g = math.prod(shape[:-2]) // lead
+    layers, v = view(ctx, node, ctx.blob(x), shape, (lead, g * K, N, 1), "in")
+    ctx.check_array((g * M, K, 1, 1), np.float32, f"the constant operand repeated for {g} groups")
+    weight = np.tile(np.asarray(w, np.float32), (g, 1)).reshape(g * M, K, 1, 1)
+    param = {"num_output": int(g * M), "bias_term": False, "kernel_size": [1]}
+    if g > 1:
+        param["group"] = int(g)
     conv = fresh(ctx, node, "conv")
-    layers.append(
-        ctx.layer(
-            node.name,
-            "Convolution",
-            [v],
-            [conv],
-            blobs=[np.ascontiguousarray(w, np.float32).reshape(M, K, 1, 1)],
-            convolution_param={"num_output": int(M), "bias_term": False, "kernel_size": [1]},
-        )
-    )
-    layers.append(reshape(ctx, fresh(ctx, node, "out"), conv, ctx.blob(y), ctx.shape(y)))
+    layers.append(ctx.layer(node.name, "Convolution", [v], [conv], blobs=[weight], convolution_param=param))
+    layers.append(reshape(ctx, fresh(ctx, node, "out"), conv, ctx.blob(y), ctx.shape(y), (lead, g * M, N, 1)))
     return layers
 
 

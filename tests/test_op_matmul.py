@@ -153,20 +153,26 @@ def test_transpose_shared_with_another_reader_is_kept(tmp_path):
 def test_every_product_plan(tmp_path, monkeypatch, ta, tb, chunk):
     """Each layout / operand choice of the planner computes the same product: one model holds one MatMul per
     candidate plan, and the planner is made to hand out the candidates in turn. chunk: products formed in
-    chunks of at most that many entries (50: 3 uneven chunks of the outer axis; 1: one chunk per entry of it)."""
+    chunks of at most that many entries (50: 3 uneven chunks of the outer axis; 1: one chunk per entry of it).
+    The batch axis 0 (2) stays axis 0 of every blob, the second batch axis is the layouts' B."""
     if chunk is not None:
         monkeypatch.setattr(matmul_mod, "CHUNK", chunk)
-    a_shape = (2, 4, 3) if ta else (2, 3, 4)
-    b_shape = (2, 5, 4) if tb else (2, 4, 5)
+    a_shape = (2, 2, 4, 3) if ta else (2, 2, 3, 4)
+    b_shape = (2, 2, 5, 4) if tb else (2, 2, 4, 5)
     sizes = {"B": 2, "M": 3, "K": 4, "N": 5}
     given = {"a": "BKM" if ta else "BMK", "b": "BNK" if tb else "BKN"}
-    candidates = matmul_mod.plans(sizes, given, {"a": False, "b": False})
+    candidates = matmul_mod.plans(sizes, given, {"a": False, "b": False}, 2)
     assert len(candidates) >= 20
+    # with a batch axis 0, an operand multiplied by the Scale must start the layout (it keeps that axis 0)
+    own = {"a": "BMK", "b": "BKN"}
+    for _, layout, how in candidates:
+        if how != "ab":
+            assert layout.startswith("".join(c for c in layout if c in own[how])), (layout, how)
     nodes, outputs = [], {}
     if ta:
-        nodes.append(_swap_last("a", 3, "at"))
+        nodes.append(_swap_last("a", 4, "at"))
     if tb:
-        nodes.append(_swap_last("b", 3, "bt"))
+        nodes.append(_swap_last("b", 4, "bt"))
     for i in range(len(candidates)):
         nodes.append(helper.make_node("MatMul", ["at" if ta else "a", "bt" if tb else "b"], [f"y{i}"]))
         outputs[f"y{i}"] = None
@@ -181,7 +187,7 @@ def test_every_product_plan(tmp_path, monkeypatch, ta, tb, chunk):
 
 
 def test_batch_free_scale_plans(tmp_path, monkeypatch):
-    """Plans where a batch-free operand is the Scale's second bottom (broadcast over the batch axis too)."""
+    """Plans where a batch-free operand is the Scale's second bottom (broadcast over the batch axes too)."""
     sizes = {"B": 3, "M": 2, "K": 4, "N": 5}
     given = {"a": "BMK", "b": "BKN"}
     free_a = [p for p in matmul_mod.plans(sizes, given, {"a": True, "b": False}) if p[2] == "a"]
@@ -196,7 +202,7 @@ def test_batch_free_scale_plans(tmp_path, monkeypatch):
     for i in range(len(free_b)):
         nodes.append(helper.make_node("MatMul", ["a", "b1"], [f"yb{i}"]))
         outputs[f"yb{i}"] = None
-    model = make_model(nodes, {"a": (3, 2, 4), "b": (3, 4, 5), "a1": (2, 4), "b1": (4, 5)}, outputs)
+    model = make_model(nodes, {"a": (1, 3, 2, 4), "b": (1, 3, 4, 5), "a1": (2, 4), "b1": (4, 5)}, outputs)
     handed = iter(free_a + free_b)
     monkeypatch.setattr(matmul_mod, "plans", lambda *args: [next(handed)])
     check_conversion(model, tmp_path, max_rel=TOL, runtimes=runtimes_here())  # one conversion, as above
