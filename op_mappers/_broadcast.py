@@ -45,19 +45,28 @@ def repeat_axis(
     Pure copies with Concat (the same bottom listed several times), so bit-exact for any input. One Concat of
     T copies when the copied runs are long, else doubling (x2, x4, ... then one Concat of the binary parts:
     about 2 log2(T) layers and 2x the output in copies, but few runs when Q is small)."""
-    layers, blob, _ = repeat_kept(ctx, node, bottom, shape_now, P, 1, T, Q, tag)
+    layers, blob, _ = repeat_kept(ctx, node, bottom, shape_now, P, 1, T, Q, tag, batch=False)
     return layers, blob
 
 
 def repeat_kept(
-    ctx, node, bottom: str, shape_now, lead: int, P: int, T: int, Q: int, tag: str = "repeat"
+    ctx,
+    node,
+    bottom: str,
+    shape_now,
+    lead: int,
+    P: int,
+    T: int,
+    Q: int,
+    tag: str = "repeat",
+    batch: bool = True,
 ) -> tuple[list, str, tuple[int, ...]]:
     """(layers, blob, shape): repeat_axis keeping the batch: `bottom` viewed as (lead, P, 1, Q) repeated T times
     along axis 2 -> (lead, P, T, Q) (a unit P is left out of the views). `lead` is the blob's axis 0 (its batch,
-    or 1), which stays axis 0: no data moves into or out of the batch axis (see _permute). Same copies and cost
-    as repeat_axis."""
+    or 1), which stays axis 0: no data moves into or out of the batch axis (see _permute; batch: the view copies
+    it, `dim: 0`). Same copies and cost as repeat_axis."""
     dims = [lead] + ([P] if P > 1 else [])
-    layers, src = view(ctx, node, bottom, shape_now, (*dims, 1, Q), f"{tag}_view")
+    layers, src = view(ctx, node, bottom, shape_now, (*dims, 1, Q), f"{tag}_view", batch)
     axis = len(dims)
     out = (*dims, T, Q)
     if T == 1:
@@ -139,16 +148,16 @@ def broadcast_to(ctx, node, bottom: str, in_shape, out_shape, tag: str = "bcast"
     if steps is None:
         node.reject(f"shape {in_shape} does not broadcast to {out_shape}")
     aligned = (1,) * (len(out_shape) - len(in_shape)) + in_shape
-    lead = 1
-    if len(out_shape) >= 2 and aligned[0] == out_shape[0]:
-        lead = out_shape[0]
+    lead, batch = 1, False
+    if len(out_shape) >= 2 and len(in_shape) == len(out_shape) and in_shape[0] == out_shape[0]:
+        lead, batch = out_shape[0], True
         steps = broadcast_steps(aligned[1:], out_shape[1:])
     layers: list = []
     blob, blob_shape = bottom, in_shape
     for P, T, Q in steps:
-        more, blob, blob_shape = repeat_kept(ctx, node, blob, blob_shape, lead, P, T, Q, tag)
+        more, blob, blob_shape = repeat_kept(ctx, node, blob, blob_shape, lead, P, T, Q, tag, batch)
         layers += more
-    more, blob = view(ctx, node, blob, blob_shape, out_shape, f"{tag}_shape")
+    more, blob = view(ctx, node, blob, blob_shape, out_shape, f"{tag}_shape", batch)
     return layers + more, blob
 
 

@@ -149,13 +149,15 @@ def reshape(ctx, name: str, bottom: str, top: str, shape: Sequence[int], bottom_
     return ctx.layer(name, "Reshape", [bottom], [top], reshape_param={"shape": {"dim": dims}})
 
 
-def view(ctx, node, bottom: str, shape_now, shape, tag: str = "view") -> tuple[list, str]:
+def view(ctx, node, bottom: str, shape_now, shape, tag: str = "view", batch: bool = True) -> tuple[list, str]:
     """(layers, blob): `bottom` (of shape shape_now) seen as `shape` - no layer when the shapes already agree.
-    A view that keeps axis 0 copies it (`dim: 0`, see reshape)."""
+    batch: axis 0 of both is the batch, which the op leaves alone: a view that keeps it copies it (`dim: 0`, see
+    reshape). Pass False where the op computes along axis 0 (reduces, permutes or resamples it): the explicit
+    size then makes Caffe refuse the net at another batch size instead of computing something else."""
     if tuple(shape_now) == tuple(shape):
         return [], bottom
     v = fresh(ctx, node, tag)
-    return [reshape(ctx, v, bottom, v, shape, shape_now)], v
+    return [reshape(ctx, v, bottom, v, shape, shape_now if batch else None)], v
 
 
 def kept_batch(shape) -> int:

@@ -63,7 +63,7 @@ def normalize_trailing(ctx, node, bottom: str, shape, axis: int, eps: float, top
     x = bottom
     if tuple(shape) != view:
         x = fresh(ctx, node, "rows")
-        layers.append(reshape(ctx, x, bottom, x, view, shape))
+        layers.append(reshape(ctx, x, bottom, x, view, shape if axis > 0 else None))
     d = fresh(ctx, node, "centered")
     layers.append(ctx.layer(d, "MVN", [x], [d], mvn_param={"normalize_variance": False}))
     sq = fresh(ctx, node, "sq")

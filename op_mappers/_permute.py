@@ -202,10 +202,20 @@ def count(steps) -> dict:
 
 
 def emit(
-    ctx, node, bottom: str, top: str, in_shape, out_shape, steps, tag: str = "perm", lead: int = 1
+    ctx,
+    node,
+    bottom: str,
+    top: str,
+    in_shape,
+    out_shape,
+    steps,
+    tag: str = "perm",
+    lead: int = 1,
+    batch: bool = False,
 ) -> list:
     """Layers applying `steps` to `bottom` (shape in_shape) and writing `top` (shape out_shape). Every view has
-    `lead` as its axis 0 (the batch the steps leave in place, or a unit axis), and at most 5 axes."""
+    `lead` as its axis 0 and at most 5 axes; batch: `lead` is the batch the steps leave in place (the views copy
+    it, `dim: 0`), else a unit axis written as such."""
     layers: list = []
     cur, cur_shape = bottom, tuple(in_shape)
 
@@ -213,7 +223,7 @@ def emit(
         if tuple(shape_now) == tuple(shape):
             return blob
         v = fresh(ctx, node, f"{tag}_view")
-        layers.append(reshape(ctx, v, blob, v, shape, shape_now))
+        layers.append(reshape(ctx, v, blob, v, shape, shape_now if batch else None))
         return v
 
     def apply(blob, shape_now, steps_):
@@ -290,28 +300,35 @@ def emit(
     if not steps:
         if tuple(in_shape) == tuple(out_shape):
             return [identity(ctx, fresh(ctx, node, f"{tag}_copy"), bottom, top)]
-        return [reshape(ctx, fresh(ctx, node, f"{tag}_reshape"), bottom, top, out_shape, in_shape)]
+        return [
+            reshape(
+                ctx, fresh(ctx, node, f"{tag}_reshape"), bottom, top, out_shape, in_shape if batch else None
+            )
+        ]
     cur, cur_shape = apply(cur, cur_shape, steps)
     if tuple(cur_shape) == tuple(out_shape):
         # rename: the last Concat writes `top` directly
         last = layers[-1]
         last.proto.top[0] = top
         return layers
-    layers.append(reshape(ctx, fresh(ctx, node, f"{tag}_out"), cur, top, out_shape, cur_shape))
+    layers.append(
+        reshape(ctx, fresh(ctx, node, f"{tag}_out"), cur, top, out_shape, cur_shape if batch else None)
+    )
     return layers
 
 
-def batch_plan(shape, perm) -> tuple[int, list[int], list[int]]:
-    """(lead, dims, order): the plan's view of a permutation. When the permutation leaves axis 0 (the batch) in
-    place, only the per-sample axes are planned and every view keeps the batch as its axis 0 (`lead`), so that
-    no data moves into or out of axis 0 (ncnn and other batch-less consumers run one sample at a time; Caffe can
-    reshape the batch). Otherwise every axis is planned and the views get a leading unit axis."""
+def batch_plan(shape, perm) -> tuple[int, list[int], list[int], bool]:
+    """(lead, dims, order, batch): the plan's view of a permutation. When the permutation leaves axis 0 (the
+    batch) in place (batch True), only the per-sample axes are planned and every view keeps the batch as its
+    axis 0 (`lead`), so that no data moves into or out of axis 0 (ncnn and other batch-less consumers run one
+    sample at a time; Caffe can reshape the batch). Otherwise every axis is planned and the views get a leading
+    unit axis."""
     shape, perm = tuple(int(d) for d in shape), [int(p) for p in perm]
     if len(shape) >= 2 and perm[0] == 0:
         dims, order = normalize(shape[1:], [p - 1 for p in perm[1:]])
-        return shape[0], dims, order
+        return shape[0], dims, order, True
     dims, order = normalize(shape, perm)
-    return 1, dims, order
+    return 1, dims, order, False
 
 
 def permute(
@@ -322,8 +339,8 @@ def permute(
     Axis 0 stays axis 0 of every intermediate blob when perm keeps it in place (batch_plan)."""
     shape = tuple(int(d) for d in shape)
     out_shape = tuple(shape[p] for p in perm)
-    lead, dims, order = batch_plan(shape, perm)
+    lead, dims, order, batch = batch_plan(shape, perm)
     _, steps = plan(tuple(dims), tuple(order))
     in_real = tuple(bottom_shape) if bottom_shape is not None else shape
     out_real = tuple(top_shape) if top_shape is not None else out_shape
-    return emit(ctx, node, bottom, top, in_real, out_real, steps, tag, lead)
+    return emit(ctx, node, bottom, top, in_real, out_real, steps, tag, lead, batch)

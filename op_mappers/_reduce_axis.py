@@ -4,8 +4,8 @@ loadable by OpenCV and reduces only trailing axes.
 
 The batch stays axis 0: P is the product of the axes before the reduced run, and with `lead` (the blob's axis 0,
 when it is not reduced) every view is (lead, P / lead, R, Q), so no data moves into or out of the batch axis
-(ncnn and other batch-less consumers run one sample at a time; Caffe reshapes the batch at run time). Views have
-at most 4 axes.
+(ncnn and other batch-less consumers run one sample at a time; Caffe reshapes the batch at run time: the views
+copy it, `dim: 0`). lead None: P is axis 0 of the views, written explicitly. Views have at most 4 axes.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def sum_axis(
     axis = len(dims)
     ones_w = np.ones((1, R), np.float32)
     if Q == 1:
-        layers, src = view(ctx, node, bottom, shape_now, (*dims, R), f"{tag}_in")
+        layers, src = view(ctx, node, bottom, shape_now, (*dims, R), f"{tag}_in", batch=lead is not None)
         param = {"num_output": 1, "bias_term": False}
         if axis != 1:
             param["axis"] = axis
@@ -57,10 +57,10 @@ def sum_axis(
         return layers, top, (*dims, 1)
     out = (*dims, 1, Q)
     if R == 1:
-        layers, src = view(ctx, node, bottom, shape_now, out, f"{tag}_in")
+        layers, src = view(ctx, node, bottom, shape_now, out, f"{tag}_in", batch=lead is not None)
         layers.append(identity(ctx, fresh(ctx, node, tag), src, top))
     elif R <= SUM_SLICES:
-        layers, src = view(ctx, node, bottom, shape_now, (*dims, R, Q), f"{tag}_in")
+        layers, src = view(ctx, node, bottom, shape_now, (*dims, R, Q), f"{tag}_in", batch=lead is not None)
         pieces = [fresh(ctx, node, f"{tag}_slice") for _ in range(R)]
         layers.append(
             ctx.layer(
@@ -73,7 +73,7 @@ def sum_axis(
         )
         layers.append(eltwise(ctx, fresh(ctx, node, tag), pieces, top, ELTWISE_SUM))
     elif g == 1:
-        layers, src = view(ctx, node, bottom, shape_now, (n, R, Q, 1), f"{tag}_in")
+        layers, src = view(ctx, node, bottom, shape_now, (n, R, Q, 1), f"{tag}_in", batch=lead is not None)
         layers.append(
             ctx.layer(
                 fresh(ctx, node, tag),
@@ -86,7 +86,7 @@ def sum_axis(
         )
         out = (n, 1, Q, 1)
     else:
-        layers, src = view(ctx, node, bottom, shape_now, (n, g, R, Q), f"{tag}_in")
+        layers, src = view(ctx, node, bottom, shape_now, (n, g, R, Q), f"{tag}_in", batch=lead is not None)
         param = {"num_output": g, "group": g, "bias_term": False, "kernel_h": R, "kernel_w": 1}
         layers.append(
             ctx.layer(
@@ -122,7 +122,7 @@ def pool_axis(
     over the input."""
     top = top or fresh(ctx, node, tag)
     n, g = _lead(P, lead)
-    layers, src = view(ctx, node, bottom, shape_now, (n, g, R, Q), f"{tag}_in")
+    layers, src = view(ctx, node, bottom, shape_now, (n, g, R, Q), f"{tag}_in", batch=lead is not None)
     layers.append(
         ctx.layer(
             fresh(ctx, node, tag),

@@ -38,12 +38,21 @@ def prod(values) -> int:
     return int(math.prod(values))
 
 
-def view(ctx, node, bottom: str, shape: Sequence[int], new_shape: Sequence[int], tag: str = "view"):
-    """bottom reshaped to new_shape (no layer when equal). -> (layers, blob)."""
+def view(
+    ctx,
+    node,
+    bottom: str,
+    shape: Sequence[int],
+    new_shape: Sequence[int],
+    tag: str = "view",
+    batch: bool = True,
+):
+    """bottom reshaped to new_shape (no layer when equal; batch: axis 0 is the batch, kept by the op, and copied
+    with `dim: 0` - see _layers.view). -> (layers, blob)."""
     if tuple(shape) == tuple(new_shape):
         return [], bottom
     top = fresh(ctx, node, tag)
-    return [reshape(ctx, top, bottom, top, new_shape, shape)], top
+    return [reshape(ctx, top, bottom, top, new_shape, shape if batch else None)], top
 
 
 def finish(ctx, node, layers: list, blob: str, top: str) -> list:
@@ -154,7 +163,8 @@ def replicate_pad(ctx, node, bottom: str, shape: Sequence[int], axis: int, befor
 # ------------------------------------------------------------------------------------------ pick
 def pick(ctx, node, bottom: str, shape: Sequence[int], picks: dict[int, tuple[int, int, int]]):
     """output = bottom[..., start::stride][:count] on each picked axis {axis: (start, stride, count)} of a 4-D blob
-    (axes 2 and 3: one pooling) or any axis of any blob (through a (N, P, D, R) view, N the batch axis 0). -> (layers, top, shape)."""
+    (axes 2 and 3: one pooling) or any axis of any blob (through a (N, P, D, R) view, N the batch axis 0).
+    -> (layers, top, shape)."""
     shape = tuple(shape)
     layers: list = []
     cur, cur_shape = bottom, shape
@@ -164,9 +174,9 @@ def pick(ctx, node, bottom: str, shape: Sequence[int], picks: dict[int, tuple[in
             out_shape = cur_shape[:axis] + (p[2],) + cur_shape[axis + 1 :]
             n = cur_shape[0] if axis > 0 else 1
             v = (n, prod(cur_shape[:axis]) // n, cur_shape[axis], prod(cur_shape[axis + 1 :]))
-            more, blob = view(ctx, node, cur, cur_shape, v)
+            more, blob = view(ctx, node, cur, cur_shape, v, batch=axis > 0)
             more2, blob, vshape = pick(ctx, node, blob, v, {2: p})
-            more3, blob = view(ctx, node, blob, vshape, out_shape, "unview")
+            more3, blob = view(ctx, node, blob, vshape, out_shape, "unview", batch=axis > 0)
             layers += more + more2 + more3
             cur, cur_shape = blob, out_shape
         return layers, cur, cur_shape
@@ -204,10 +214,10 @@ def repeat(ctx, node, bottom: str, shape: Sequence[int], axis: int, times: int):
     dims = (lead, p) if p > 1 else (lead,)
     v = (*dims, n, 1, prod(shape[axis + 1 :]))
     out_shape = shape[:axis] + (n * times,) + shape[axis + 1 :]
-    layers, blob = view(ctx, node, bottom, shape, v)
+    layers, blob = view(ctx, node, bottom, shape, v, batch=axis > 0)
     top = fresh(ctx, node, f"repeat{axis}")
     layers.append(ctx.layer(top, "Concat", [blob] * times, [top], concat_param={"axis": len(dims) + 1}))
-    more, blob = view(ctx, node, top, (*dims, n, times, v[-1]), out_shape, "unview")
+    more, blob = view(ctx, node, top, (*dims, n, times, v[-1]), out_shape, "unview", batch=axis > 0)
     return layers + more, blob, out_shape
 
 
@@ -235,7 +245,7 @@ def matrix(ctx, node, bottom: str, shape: Sequence[int], axis: int, m: np.ndarra
     lead = shape[0] if axis > 0 else 1
     g = prod(shape[:axis]) // lead
     v = shape if len(shape) == 4 and axis == 1 else (lead, g * n_in, prod(shape[axis + 1 :]), 1)
-    layers, blob = view(ctx, node, bottom, shape, v)
+    layers, blob = view(ctx, node, bottom, shape, v, batch=axis > 0)
     conv = fresh(ctx, node, f"matrix{axis}")
     param = {"num_output": g * n_out, "bias_term": False, "kernel_size": [1]}
     if g > 1:
@@ -244,5 +254,5 @@ def matrix(ctx, node, bottom: str, shape: Sequence[int], axis: int, m: np.ndarra
     weight = np.tile(w, (g, 1)).reshape(g * n_out, n_in, 1, 1)
     layers.append(ctx.layer(conv, "Convolution", [blob], [conv], blobs=[weight], convolution_param=param))
     vout = (v[0], g * n_out, v[2], v[3])
-    more, blob = view(ctx, node, conv, vout, out_shape, "unview")
+    more, blob = view(ctx, node, conv, vout, out_shape, "unview", batch=axis > 0)
     return layers + more, blob, out_shape

@@ -65,10 +65,11 @@ def _axes(node, ctx, rank: int, input_since: int) -> list[int] | None:
 
 
 def _runs(shape, axes) -> list[tuple[int, int]]:
-    """[start, end) runs of neighbouring reduced axes (unit axes join a run; runs of only unit axes dropped)."""
+    """[start, end) runs of neighbouring reduced axes (unit axes join a run, but for the batch axis 0, which stays
+    apart unless it is reduced; runs of only unit axes dropped)."""
     runs, start = [], None
     for i in range(len(shape) + 1):
-        inside = i < len(shape) and (i in axes or shape[i] == 1)
+        inside = i < len(shape) and (i in axes or (shape[i] == 1 and i > 0))
         if inside and start is None:
             start = i
         elif not inside and start is not None:
@@ -95,6 +96,7 @@ def _reduce(node, ctx, kind: str, input_since: int = 18):
     src, top = ctx.blob(x), ctx.blob(y)
     # noop_with_empty_axes: no reduction, but onnxruntime still applies the element-wise steps (L2: sqrt(x^2))
     runs = [] if axes is None else _runs(shape, axes)
+    batch = axes is None or 0 not in axes  # the batch axis 0 stays: the views copy it (dim: 0)
     layers: list = []
     cur, cur_shape = src, shape  # the blob and its real shape
 
@@ -130,7 +132,7 @@ def _reduce(node, ctx, kind: str, input_since: int = 18):
             P = math.prod(logical_now[:start])
             R = math.prod(logical_now[start:end])
             Q = math.prod(logical_now[end:])
-            lead = logical_now[0] if start > 0 else 1  # the batch stays axis 0 unless it is reduced
+            lead = logical_now[0] if start > 0 else None  # the batch stays axis 0 unless it is reduced
             if how == "sum":
                 more, blob, blob_shape = sum_axis(ctx, node, blob, blob_shape, P, R, Q, None, tag, lead)
             else:
@@ -143,7 +145,7 @@ def _reduce(node, ctx, kind: str, input_since: int = 18):
         if not runs:
             return [identity(ctx, node.name, src, top)]
         m, m_shape, kept = reduce_runs(cur, cur_shape, "MAX", "max")
-        more, m_full = view(ctx, node, m, m_shape, kept, "max_kept")
+        more, m_full = view(ctx, node, m, m_shape, kept, "max_kept", batch)
         layers.extend(more)
         more, m_b = broadcast_to(ctx, node, m_full, kept, shape, "max_bcast")
         layers.extend(more)
@@ -153,7 +155,7 @@ def _reduce(node, ctx, kind: str, input_since: int = 18):
         layers.append(ctx.layer(e, "Exp", [shifted], [e]))
         s, s_shape, _ = reduce_runs(e, shape, "sum", "sum")
         lg = fresh(ctx, node, "log")
-        more, s_v = view(ctx, node, s, s_shape, kept, "sum_kept")
+        more, s_v = view(ctx, node, s, s_shape, kept, "sum_kept", batch)
         layers.extend(more)
         layers.append(ctx.layer(lg, "Log", [s_v], [lg]))
         done = fresh(ctx, node, "lse")
@@ -177,7 +179,9 @@ def _reduce(node, ctx, kind: str, input_since: int = 18):
     if cur == src:  # nothing reduced and no element-wise step: a copy
         layers.append(identity(ctx, node.name, src, top))
     else:
-        layers.append(reshape(ctx, fresh(ctx, node, "out"), cur, top, out_shape, cur_shape))
+        layers.append(
+            reshape(ctx, fresh(ctx, node, "out"), cur, top, out_shape, cur_shape if batch else None)
+        )
     return tidy(ctx, node, layers)
 
 

@@ -44,9 +44,9 @@ def softmax_v1(node, ctx):
     flat_shape = (rows, cols) if axis <= 1 or rows == shape[0] else (shape[0], rows // shape[0], cols)
     flat, prob = fresh(ctx, node, "flat"), fresh(ctx, node, "prob2d")
     return [
-        reshape(ctx, flat, ctx.blob(x), flat, flat_shape, shape),
+        reshape(ctx, flat, ctx.blob(x), flat, flat_shape, shape if axis > 0 else None),
         ctx.layer(node.name, "Softmax", [flat], [prob], **_axis_param(len(flat_shape) - 1)),
-        reshape(ctx, fresh(ctx, node, "unflat"), prob, ctx.blob(y), shape, flat_shape),
+        reshape(ctx, fresh(ctx, node, "unflat"), prob, ctx.blob(y), shape, flat_shape if axis > 0 else None),
     ]
 
 
@@ -76,14 +76,16 @@ def _log_softmax(node, ctx, shape, axes_from: int, single_axis: bool):
         a, k, b = math.prod(shape[:axes_from]), shape[axes_from], math.prod(shape[axes_from + 1 :])
     else:
         a, k, b = math.prod(shape[:axes_from]), math.prod(shape[axes_from:]), 1
-    n = shape[0] if axes_from > 0 else 1
+    batch = axes_from > 0  # the batch axis 0 stays axis 0 (the views copy it) unless it is normalised
+    n = shape[0] if batch else 1
     a //= n
     view4 = (n, a, k, b)
     kept = (n, a, 1, b)
-    layers, x4 = view(ctx, node, ctx.blob(node.input(0)), shape, view4, "view")
-    more, m, m_shape = pool_axis(ctx, node, x4, view4, n * a, k, b, "MAX", None, "max", n)
+    layers, x4 = view(ctx, node, ctx.blob(node.input(0)), shape, view4, "view", batch)
+    lead = n if batch else None
+    more, m, m_shape = pool_axis(ctx, node, x4, view4, n * a, k, b, "MAX", None, "max", lead)
     layers += more
-    more, m = view(ctx, node, m, m_shape, kept, "max_kept")
+    more, m = view(ctx, node, m, m_shape, kept, "max_kept", batch)
     layers += more
     more, m_b = broadcast_to(ctx, node, m, kept, view4, "max_b")
     layers += more
@@ -91,17 +93,20 @@ def _log_softmax(node, ctx, shape, axes_from: int, single_axis: bool):
     layers.append(eltwise(ctx, shifted, [x4, m_b], shifted, ELTWISE_SUM, coeff=[1.0, -1.0]))
     e = fresh(ctx, node, "exp")
     layers.append(ctx.layer(e, "Exp", [shifted], [e]))
-    more, s, s_shape = sum_axis(ctx, node, e, view4, n * a, k, b, None, "sum", n)
+    more, s, s_shape = sum_axis(ctx, node, e, view4, n * a, k, b, None, "sum", lead)
     layers += more
     lg = fresh(ctx, node, "log")
-    more, s = view(ctx, node, s, s_shape, kept, "sum_kept")
+    more, s = view(ctx, node, s, s_shape, kept, "sum_kept", batch)
     layers += more
     layers.append(ctx.layer(lg, "Log", [s], [lg]))
     more, lg_b = broadcast_to(ctx, node, lg, kept, view4, "log_b")
     layers += more
     y4 = fresh(ctx, node, "out")
     layers.append(eltwise(ctx, node.name, [shifted, lg_b], y4, ELTWISE_SUM, coeff=[1.0, -1.0]))
-    layers.append(reshape(ctx, fresh(ctx, node, "back"), y4, ctx.blob(node.output(0)), shape, view4))
+    back = reshape(
+        ctx, fresh(ctx, node, "back"), y4, ctx.blob(node.output(0)), shape, view4 if batch else None
+    )
+    layers.append(back)
     return tidy(ctx, node, layers)
 
 
