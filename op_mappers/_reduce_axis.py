@@ -116,20 +116,23 @@ def pool_axis(
     lead=None,
 ):
     """(layers, blob, shape): MAX or AVE over the middle axis of `bottom` viewed as (P, R, Q), P = lead * G, shape
-    (lead, G, 1, Q): Pooling with an (R, 1) window over the view (lead, G, R, Q) (lead None: (P, 1, R, Q)). MAX is
-    exact for finite and +-inf inputs (Caffe's pooling starts from -FLT_MAX and skips NaN: a window of only NaN /
-    -inf gives -FLT_MAX); AVE sums in float32 and divides by R (one rounding more than the sum). Cost: one pass
-    over the input."""
+    (lead, G, 1, Q): Pooling with an (R, 1) window over the view (lead, G, R, Q) (lead None: (P, 1, R, Q)), or with
+    a (1, R) window over (lead, G, 1, R) when Q == 1. MAX is exact for finite and +-inf inputs (Caffe's pooling
+    starts from -FLT_MAX and skips NaN: a window of only NaN / -inf gives -FLT_MAX); AVE sums in float32 and
+    divides by R (one rounding more than the sum). Cost: one pass over the input."""
     top = top or fresh(ctx, node, tag)
     n, g = _lead(P, lead)
-    layers, src = view(ctx, node, bottom, shape_now, (n, g, R, Q), f"{tag}_in", batch=lead is not None)
+    # a window along the last axis when nothing follows the reduced run: OpenCV pools a (1, R) window ~3x faster
+    # (AVE; ~1.3x MAX) than an (R, 1) one
+    v, window = ((n, g, 1, R), (1, R)) if Q == 1 else ((n, g, R, Q), (R, 1))
+    layers, src = view(ctx, node, bottom, shape_now, v, f"{tag}_in", batch=lead is not None)
     layers.append(
         ctx.layer(
             fresh(ctx, node, tag),
             "Pooling",
             [src],
             [top],
-            pooling_param={"pool": method, "kernel_h": R, "kernel_w": 1},
+            pooling_param={"pool": method, "kernel_h": window[0], "kernel_w": window[1]},
         )
     )
     return layers, top, (n, g, 1, Q)
