@@ -155,7 +155,10 @@ def product(ctx, node, a, a_shape, ta: bool, b, b_shape, tb: bool, top: str, out
 
     The output's batch axis 0 (L; 1 for a 2-D product) is axis 0 of every blob the product makes, in front of
     the layout's axes (the other batch axes are B): no data moves into or out of the batch axis, and blobs have
-    at most 5 axes. Only an operand without batch axes, multiplied as the Scale's second bottom, leaves L out."""
+    at most 5 axes. Only the Scale's second bottom may leave L out: an operand without batch axes, or, at L == 1,
+    one whose run does not start the layout (plans() allows it there: at batch 1 it is as good for ncnn, and
+    YOLO11's v @ attn^T is ~1.3x cheaper that way; such a net does not reshape to another batch size - Caffe
+    refuses it, the gate's Reshape count no longer matching)."""
     a_shape, b_shape = tuple(a_shape), tuple(b_shape)
     M, K = (a_shape[-1], a_shape[-2]) if ta else (a_shape[-2], a_shape[-1])
     K2, N = (b_shape[-1], b_shape[-2]) if tb else (b_shape[-2], b_shape[-1])

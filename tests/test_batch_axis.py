@@ -14,9 +14,10 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 from onnx import helper
+from onnx2caffe.op_mappers._layers import tidy
 from onnx_testing import check_conversion, check_ncnn, make_model, ncnn_runtimes, runtimes_here
 
-from onnx2caffe.caffe_net import CaffeNet
+from onnx2caffe.caffe_net import CaffeNet, Layer
 
 RNG = np.random.default_rng(7)
 
@@ -126,3 +127,23 @@ def test_batch_kept(tmp_path, name, nodes, shapes, inits, tol):
         assert out.shape == want.shape, (rt.name, out.shape, want.shape)
         err = float(np.max(np.abs(out - want))) / float(np.max(np.abs(want)))
         assert err <= tol, (rt.name, err)
+
+
+@pytest.mark.parametrize("first, merged", [([6, 4], [6, 2, 2]), ([0, 4], [0, 2, 2])])
+def test_tidy_merges_views_keeping_the_batch_copy_right(first, merged):
+    """A Reshape of a Reshape reads the first one's bottom after tidy(); its `dim: 0` copied the first one's axis
+    0, so it becomes the size the first one wrote (an explicit size stays explicit, a copy stays a copy)."""
+
+    class Ctx:
+        @staticmethod
+        def blob(name):
+            return name
+
+    class Node:
+        outputs = ["y"]
+
+    r1 = Layer("r1", "Reshape", bottom=["x"], top=["v"], reshape_param={"shape": {"dim": first}})
+    r2 = Layer("r2", "Reshape", bottom=["v"], top=["y"], reshape_param={"shape": {"dim": [0, 2, 2]}})
+    layers = tidy(Ctx(), Node(), [r1, r2])
+    assert [layer.name for layer in layers] == ["r2"]
+    assert list(r2.proto.bottom) == ["x"] and list(r2.proto.reshape_param.shape.dim) == merged
