@@ -228,9 +228,12 @@ def _survey_body(records: list[dict], heading: str = "##") -> list[str]:
             )
             tree[g["op"]][g["reason"]][detail].append(f"{r['model']} x{g['count']}")
     lines = []
-    counts = {op: sum(len(v) for d in reasons.values() for v in d.values()) for op, reasons in tree.items()}
-    for op in sorted(tree, key=lambda o: (-counts[o], o)):
-        nets = sorted({n.split(" x")[0] for d in tree[op].values() for v in d.values() for n in v})
+    nets_of = {
+        op: sorted({n.rsplit(" x", 1)[0] for d in reasons.values() for v in d.values() for n in v})
+        for op, reasons in tree.items()
+    }
+    for op in sorted(tree, key=lambda o: (-len(nets_of[o]), o)):
+        nets = nets_of[op]
         lines += [f"{heading} {op} ({len(nets)} nets)", ""]
         for reason, details in tree[op].items():
             lines.append(f"- {reason}")
