@@ -111,7 +111,7 @@ def test_family_examples(script, names, tmp_path):
             assert (tmp_path / f"{name}{ext}").is_file()
     assert "$ onnx2caffe export " in proc.stdout and "$ onnx2caffe convert " in proc.stdout
     if script == "yolo.py":  # ultralytics' settings file went to the output folder, not the user's home
-        assert (tmp_path / "package-files" / "ultralytics" / "settings.json").is_file()
+        assert (tmp_path / "package-files" / "ultralytics" / "Ultralytics" / "settings.json").is_file()
 
 
 @HEAVY

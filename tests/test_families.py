@@ -30,15 +30,23 @@ pytestmark = pytest.mark.slow
 # refused for. A net listed here that is refused for any OTHER op fails; one that verifies passes (then drop it).
 PENDING: dict[str, set[str]] = {
     "yolo11n.ultralytics": {"MatMul", "Transpose"},
+    # ultralytics' unsimplified export keeps a Shape computation on static shapes in its 2-level DFL head
+    "yolov3-tinyu.ultralytics": {
+        "Pad",
+        "Shape",
+        "Gather",
+        "Add",
+        "Sub",
+        "Mul",
+        "Div",
+        "Concat",
+        "Reshape",
+        "Slice",
+    },
     "smp-fpn-mobilenet_v2": {"Resize", "ReduceSum"},
-    "ssdlite320_mobilenet_v3_large": {"Transpose"},
-    "mtcnn-onet": {"Transpose"},
-    "crnn": {"LSTM"},
-    "espcn": {"DepthToSpace"},
-    "reflect-sr": {"Pad"},
-    "bisenet-lite": {"Resize", "Add"},
-    "cbam-net": {"ReduceMean", "ReduceMax"},
-    "sk-net": {"ReduceSum"},
+    "smp-manet-resnet18": {"MatMul"},
+    "fcos_resnet50_fpn": {"Transpose"},
+    "crnn-gru": {"GRU"},
 }
 FORK_TYPES = {"Permute", "Threshold", "Bias", "Reduction", "Clip", "ArgMax", "Interp", "Upsample", "ReLU6"}
 
@@ -101,7 +109,7 @@ def test_ultralytics_settings_stay_in_the_package_folder(caffe_runtimes, package
     assert rec["outcome"] == "verified", rec.get("message")
     assert rec["exporter"] == "ultralytics" and rec["opset"] >= 17
     _check_verified(rec, caffe_runtimes, tmp_path)
-    assert os.path.isfile(os.path.join(package_dir, "ultralytics", "settings.json"))
+    assert os.path.isfile(os.path.join(package_dir, "ultralytics", "Ultralytics", "settings.json"))
     assert os.path.isfile(os.path.join(package_dir, "export", "yolov8n.ultralytics", "yolov8n.onnx"))
 
 
