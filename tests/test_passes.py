@@ -72,6 +72,42 @@ def test_fold_constants_shape_chain(tmp_path):
     check_conversion(model, tmp_path, max_rel=0.0)
 
 
+def test_fold_constants_reaches_a_fixed_point(tmp_path):
+    """A Shape reads a tensor whose shape inference can only fix once an earlier shape subgraph is folded
+    (ONNX data propagation stops at an int64 Div, as in ultralytics' unsimplified DFL head)."""
+
+    def half_reshape(src, axis, tail, out):
+        k = f"{out}_"
+        return [
+            helper.make_node("Shape", [src], [k + "s"]),
+            helper.make_node("Gather", [k + "s", "idx" + str(axis)], [k + "d"], axis=0),
+            helper.make_node("Div", [k + "d", "two"], [k + "h"]),
+            helper.make_node("Concat", ["lead" + str(axis), k + "h", tail], [k + "shape"], axis=0),
+            helper.make_node("Reshape", [src, k + "shape"], [out]),
+        ]
+
+    nodes = (
+        half_reshape("x", 1, "t1", "y")
+        + half_reshape("y", 2, "t2", "z")
+        + [helper.make_node("Relu", ["z"], ["r"])]
+    )
+    inits = {
+        "two": np.array([2], np.int64),
+        "idx1": np.array([1], np.int64),
+        "idx2": np.array([2], np.int64),
+        "lead1": np.array([1, 2], np.int64),
+        "t1": np.array([6], np.int64),
+        "lead2": np.array([1, 2, 2], np.int64),
+        "t2": np.array([6], np.int64),
+    }
+    model = make_model(nodes, {"x": (1, 8, 6)}, {"r": (1, 2, 2, 2, 6)}, inits)
+    g, applied = _passed(model)
+    assert "fold_constants" in applied
+    assert _ops(g) == ["Reshape", "Reshape", "Relu"]
+    assert g.shape("r") == (1, 2, 2, 2, 6)
+    check_conversion(model, tmp_path, max_rel=0.0)
+
+
 def test_eliminate_identity_and_dropout(tmp_path):
     nodes = [
         helper.make_node("Identity", ["x"], ["a"]),

@@ -8,19 +8,29 @@ equal (it never trades accuracy for a simpler graph).
 from __future__ import annotations
 
 from . import (
+    demote_float64,
     eliminate_identity,
     fold_constants,
     fold_pad_into_conv_pool,
     fuse_channel_shuffle,
+    fuse_group_norm,
     fuse_l2_normalize,
+    fuse_layer_norm,
     fuse_matmul_add,
     fuse_threshold,
+    fuse_transposed_layer_norm,
     remove_dead_nodes,
+    remove_softplus_threshold,
 )
 
 PASSES = (
     fold_constants,
     eliminate_identity,
+    demote_float64,
+    remove_softplus_threshold,
+    fuse_layer_norm,
+    fuse_transposed_layer_norm,
+    fuse_group_norm,
     fuse_matmul_add,
     fold_pad_into_conv_pool,
     fuse_l2_normalize,

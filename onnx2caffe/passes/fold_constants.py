@@ -33,6 +33,16 @@ def _evaluate(graph, node: onnx.NodeProto) -> list[np.ndarray] | None:
 
 
 def run(graph) -> bool:
+    """Fold to a fixed point: folding a shape subgraph can let shape inference fix the shape of a tensor that
+    another Shape node reads (ultralytics' unsimplified exports chain several), so fold, re-infer, repeat."""
+    changed = False
+    while _fold_once(graph):
+        changed = True
+        graph.refresh()
+    return changed
+
+
+def _fold_once(graph) -> bool:
     changed = False
     done = []
     for node in graph.nodes:
