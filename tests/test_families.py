@@ -145,7 +145,7 @@ def test_refused_net_names_each_op_with_shapes_and_writes_nothing(tmp_path, pack
     table = families_table.render_markdown([loaded])
     assert "## test nets" in table and "| gelu-net |" in table and "Erf x1 [1x8x12x10]" in table
     survey = families_table.render_survey([loaded])
-    assert "## Erf (1 nets)" in survey and "no mapper for this op type" in survey
+    assert "## Erf (1 nets)" in survey and f"- {group['reason']}" in survey
     assert "`in (1x8x12x10) -> (1x8x12x10)`: gelu-net x1" in survey
 
 
