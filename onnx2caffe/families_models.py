@@ -205,8 +205,9 @@ def inception_resnet_v1(seed: int = 0):
 # ------------------------------------------------------------------------------------------------ nets written here
 
 
-def local_net(name: str = "crnn", seed: int = 0):
-    """A net of onnx2caffe.family_nets by its family-zoo name, random weights."""
+def local_net(name: str = "crnn", seed: int = 0, size: int = 128):
+    """A net of onnx2caffe.family_nets by its family-zoo name, random weights (size: the input size of nets whose
+    decode holds constant grids)."""
     from onnx2caffe import family_nets as fn
 
     builders = {
@@ -217,6 +218,7 @@ def local_net(name: str = "crnn", seed: int = 0):
         "bisenet-lite": lambda: fn.BiSeNetLite(),
         "cbam-net": lambda: fn.CBAMNet(),
         "sk-net": lambda: fn.SKNet(),
+        "yolov5-focus": lambda: fn.FocusYOLOv5(size=size),
     }
     _seeded(seed)
     return _random_bn(builders[name](), seed)
@@ -348,6 +350,17 @@ def family_nets() -> list[FamilyNet]:
         FamilyNet(name, family, "onnx2caffe", "local_net", {"name": name}, shape, ci_shape=ci)
         for name, family, shape, ci in local
     ]
+    # the grids of its decode are built for one input size: no smaller CI shape
+    nets.append(
+        FamilyNet(
+            "yolov5-focus",
+            "detection heads written here",
+            "onnx2caffe",
+            "local_net",
+            {"name": "yolov5-focus", "size": 128},
+            (1, 3, 128, 128),
+        )
+    )
     return nets
 
 

@@ -15,6 +15,9 @@ the tests exercise the ops a real model of that kind exports:
   over channels, 7x7 conv, an (N, 1, H, W) sigmoid map broadcast over the channels).
 - ``SKNet`` (selective kernels): branches of different receptive fields stacked on a 5-D branch axis, a softmax
   over the branches and a sum over that axis.
+- ``FocusYOLOv5`` (detection, the ultralytics/yolov5 repository's v5/v6 style that the pip package no longer has):
+  the Focus stem (space-to-depth by strided slicing), anchor-based heads and the exported decode: a 5-D permute,
+  sigmoid, ``(2 s - 0.5 + grid) * stride`` and ``(2 s) ** 2 * anchor`` with constant grids, one concatenation.
 
 Only torch is needed; nothing is downloaded. Random weights: build them under ``torch.manual_seed``.
 """
@@ -301,3 +304,59 @@ class SKNet(nn.Module):
 
     def forward(self, x):
         return self.fc(torch.flatten(F.adaptive_avg_pool2d(self.blocks(self.stem(x)), 1), 1))
+
+
+# ------------------------------------------------------------------------------------------------ detection
+
+
+class Focus(nn.Module):
+    """YOLOv5's Focus stem: the four pixel phases of every 2x2 block side by side on the channel axis (strided
+    slices, steps 2), then a convolution."""
+
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        self.conv = _conv_bn_relu(4 * cin, cout, 3)
+
+    def forward(self, x):
+        return self.conv(
+            torch.cat([x[..., ::2, ::2], x[..., 1::2, ::2], x[..., ::2, 1::2], x[..., 1::2, 1::2]], dim=1)
+        )
+
+
+class FocusYOLOv5(nn.Module):
+    """A narrow anchor-based YOLOv5 (v5.0 layout): Focus stem, a strided conv backbone, detection convolutions at
+    strides 8 and 16 and the decode YOLOv5's ONNX export contains (per level: view to (N, A, 5 + C, H, W), permute
+    to (N, A, H, W, 5 + C), sigmoid, xy = (2 s - 0.5 + grid) * stride, wh = (2 s) ** 2 * anchor, then all boxes
+    concatenated to (N, boxes, 5 + C)). Grids are built for the input size given to the constructor."""
+
+    def __init__(self, num_classes: int = 3, size: int = 128):
+        super().__init__()
+        self.no, self.na = 5 + num_classes, 3
+        self.stem = Focus(3, 16)  # /2
+        self.s4 = _conv_bn_relu(16, 32, 3, 2)
+        self.s8 = _conv_bn_relu(32, 48, 3, 2)
+        self.s16 = _conv_bn_relu(48, 64, 3, 2)
+        self.heads = nn.ModuleList([nn.Conv2d(48, self.na * self.no, 1), nn.Conv2d(64, self.na * self.no, 1)])
+        self.strides = (8, 16)
+        anchors = torch.tensor(
+            [[[10, 13], [16, 30], [33, 23]], [[30, 61], [62, 45], [59, 119]]], dtype=torch.float32
+        )
+        for i, s in enumerate(self.strides):
+            n = size // s
+            yv, xv = torch.meshgrid(torch.arange(n), torch.arange(n), indexing="ij")
+            grid = torch.stack((xv, yv), 2).view(1, 1, n, n, 2).float()
+            self.register_buffer(f"grid{i}", grid, persistent=False)
+            self.register_buffer(f"anchor{i}", anchors[i].view(1, self.na, 1, 1, 2), persistent=False)
+
+    def forward(self, x):
+        f8 = self.s8(self.s4(self.stem(x)))
+        f16 = self.s16(f8)
+        out = []
+        for i, f in enumerate((f8, f16)):
+            p = self.heads[i](f)
+            n, _, h, w = p.shape
+            y = p.view(n, self.na, self.no, h, w).permute(0, 1, 3, 4, 2).sigmoid()
+            xy = (y[..., 0:2] * 2 - 0.5 + getattr(self, f"grid{i}")) * self.strides[i]
+            wh = (y[..., 2:4] * 2) ** 2 * getattr(self, f"anchor{i}")
+            out.append(torch.cat((xy, wh, y[..., 4:]), -1).view(n, -1, self.no))
+        return torch.cat(out, 1)
