@@ -3,7 +3,8 @@
 Each subcommand is a module `onnx2caffe/cli_<name>.py` defining HELP (one line), optionally DESCRIPTION,
 `add_arguments(parser)` and `run(args) -> int`; it is found by its file name, so adding a subcommand needs no
 edit here. Those modules must import only light things at top level (heavy imports go inside run()).
-Every Onnx2CaffeError becomes one line `onnx2caffe: error: ...` on stderr and exit code `err.exit_code`.
+Every Onnx2CaffeError becomes one line `onnx2caffe: error: ...` on stderr and exit code `err.exit_code`; so
+does a MemoryError (exit code 2).
 """
 
 from __future__ import annotations
@@ -71,6 +72,10 @@ def main(argv: list[str] | None = None) -> int:
     except Onnx2CaffeError as err:
         print(f"onnx2caffe: error: {err}", file=sys.stderr)
         return err.exit_code
+    except MemoryError as err:  # what no estimate foresaw: still one line, never a traceback
+        text = " ".join(str(err).split()) or "an allocation failed"
+        print(f"onnx2caffe: error: out of memory ({text})", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("onnx2caffe: interrupted", file=sys.stderr)
         return 130

@@ -7,11 +7,25 @@ import argparse
 HELP = "convert an ONNX model to Caffe and check it against onnxruntime"
 
 DESCRIPTION = """\
-Convert MODEL (.onnx, static input shapes) to PREFIX.prototxt + PREFIX.caffemodel, plus PREFIX.names.json
-(ONNX tensor name -> Caffe blob name). Nothing is written when any node is unsupported: the error lists
-every such node. Then a seeded random input is run through onnxruntime and the Caffe runtime(s); each
-graph output must agree within max_rel <= 1e-4 (max abs error / max |reference|) and cosine >= 0.99999,
-else the exit code is 1 (the files stay written for inspection).
+Convert MODEL (.onnx) to PREFIX.prototxt + PREFIX.caffemodel, plus PREFIX.names.json (ONNX tensor name ->
+Caffe blob name). Then a seeded random input is run through onnxruntime and the Caffe runtime(s); each
+graph output must agree within max_rel <= 1e-4 (max abs error / max |reference|) and cosine >= 0.99999.
+
+Input shapes must be static. An ONNX file with dynamic dimensions (e.g. exported with dynamic axes) takes
+--input-shape: one per input in order (1,3,320,320) or by name (images=1,3,320,320); the dimensions are
+fixed, shapes re-inferred and the graph simplified with onnx-simplifier, then converted and checked against
+the model as given. A shape that contradicts a static dimension of the model is refused.
+
+Refused before anything is written (exit 2, one line): invalid models (a declared shape contradicting the
+inferred one, a Reshape changing the element count), unsupported nodes (all listed), a tensor over Caffe's
+2**31-1 elements per blob, weights over the caffemodel's 2 GB protobuf limit, a node whose Caffe form
+needs more memory than one node may use, and a check that would not fit in the available memory (use
+--no-check or a smaller input shape).
+
+Once written, the three files are complete and stay. If the check then fails (exit 1: outside tolerance)
+or cannot finish (exit 2: no runtime, a runtime error, out of memory), the error names the files and says
+they are UNVERIFIED; they are kept for inspection with `onnx2caffe verify`. With --no-check they are written
+unchecked.
 
 One step from PyTorch: when MODEL is a PyTorch model (torchvision:NAME, module.path:callable, or a TorchScript
 file with --input-shape), it is first exported exactly as `onnx2caffe export` does (same options) to
@@ -45,14 +59,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--min-cosine", type=float, default=None, help="tolerance on cosine (default 0.99999)"
     )
-    group = parser.add_argument_group("one step from PyTorch (as `onnx2caffe export`)")
+    group = parser.add_argument_group(
+        "one step from PyTorch (as `onnx2caffe export`); --input-shape also fixes an ONNX file's dynamic inputs"
+    )
     add_export_options(group, required=False)
+
+
+def _is_onnx_file(path: str) -> bool:
+    """An existing file that is not a zip archive (TorchScript files are), or a missing *.onnx path."""
+    import os
+    import zipfile
+
+    if os.path.isfile(path):
+        try:
+            return not zipfile.is_zipfile(path)
+        except OSError:
+            return True
+    return path.lower().endswith(".onnx") or os.path.exists(path)
 
 
 def _is_pytorch_model(args: argparse.Namespace) -> bool:
     """MODEL names a PyTorch model rather than an ONNX file."""
     import os
 
+    if _is_onnx_file(args.model):
+        return False
     if args.input_shapes:
         return True
     if os.path.exists(args.model):
@@ -77,6 +108,10 @@ def run(args: argparse.Namespace) -> int:
                 f"{args.model}: a PyTorch model needs --input-shape, e.g. --input-shape 1,3,224,224"
             )
         model = run_export(args, args.output + ".onnx")
+        input_shapes = None
+    else:
+        _refuse_export_options(args)
+        input_shapes = args.input_shapes
     runtimes = None
     if args.runtime == "all":
         runtimes = list(RUNTIME_NAMES)
@@ -92,6 +127,7 @@ def run(args: argparse.Namespace) -> int:
             caffe_root=args.caffe_root,
             max_rel=DEFAULT_MAX_REL if args.max_rel is None else args.max_rel,
             min_cosine=DEFAULT_MIN_COSINE if args.min_cosine is None else args.min_cosine,
+            input_shapes=input_shapes,
         )
     except ToleranceError as err:
         result = getattr(err, "result", None)
@@ -100,6 +136,27 @@ def run(args: argparse.Namespace) -> int:
         raise
     _print_result(result, args, format_report)
     return 0
+
+
+def _refuse_export_options(args: argparse.Namespace) -> None:
+    """The PyTorch export options mean nothing for an ONNX file: refuse them rather than ignore them."""
+    from onnx2caffe.errors import InputFileError
+
+    given = [
+        opt
+        for opt, value in (
+            ("--exporter", args.exporter),
+            ("--opset", args.opset),
+            ("--weights", args.weights),
+            ("--unsafe-load", args.unsafe_load or None),
+            ("--model-arg", args.model_args or None),
+        )
+        if value is not None
+    ]
+    if given:
+        raise InputFileError(
+            f"{args.model}: {', '.join(given)}: only for PyTorch models, not for an ONNX file"
+        )
 
 
 def _print_result(result, args, format_report) -> None:

@@ -39,11 +39,12 @@ Exporters:
 
 
 def _shape(text: str) -> tuple[int, ...]:
-    from onnx2caffe.exporters.torch_export import ExportError, parse_shape
+    from onnx2caffe.errors import Onnx2CaffeError
+    from onnx2caffe.inputs import parse_input_shape
 
     try:
-        return parse_shape(text)
-    except ExportError as err:
+        return parse_input_shape(text)  # NAME=DIMS is for `convert` of an ONNX file (run_export refuses it)
+    except Onnx2CaffeError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
@@ -81,7 +82,8 @@ def add_export_options(parser: argparse.ArgumentParser, required: bool) -> None:
         type=_shape,
         action="append",
         required=required,
-        help="static shape of an input, e.g. 1,3,224,224; repeat once per input, in order",
+        help="static shape of an input, e.g. 1,3,224,224; repeat once per input, in order (`convert` of an "
+        "ONNX file also takes NAME=1,3,224,224)",
     )
     parser.add_argument(
         "--exporter",
@@ -129,7 +131,13 @@ def run(args: argparse.Namespace) -> int:
 def run_export(args: argparse.Namespace, output: str) -> str:
     """Export args.model to `output` with the export options in `args`; prints the check; returns the path."""
     from onnx2caffe.export import export
+    from onnx2caffe.exporters.torch_export import ExportError
 
+    for s in args.input_shapes or ():
+        if getattr(s, "name", None):
+            raise ExportError(
+                f"--input-shape {s.name}=...: a PyTorch model takes its input shapes in order, without names"
+            )
     result = export(
         args.model,
         output,

@@ -1,13 +1,22 @@
 """The conversion job: ONNX model -> checked Caffe model.
 
-load -> passes -> map every node (collecting every unsupported node into one ConversionError, writing nothing)
--> CaffeNet -> write prototxt, caffemodel and `prefix.names.json` atomically -> run a seeded random input
-through onnxruntime and each Caffe runtime -> per-output agreement report (ToleranceError outside tolerance).
+load (fixing dynamic input dimensions first when shapes are given, then onnx-simplifier) -> size limits
+-> passes -> map every node (collecting every unsupported node into one ConversionError, writing nothing)
+-> CaffeNet -> the check's memory estimate -> write prototxt, caffemodel and `prefix.names.json` atomically
+-> run a seeded random input through onnxruntime and each Caffe runtime -> per-output agreement report
+(ToleranceError outside tolerance). limits.py documents each size limit and how it is estimated.
+
+Written files: everything that can be known before writing (bad input, unsupported nodes, the size limits,
+the check not fitting in memory) is refused with nothing written. Once written, the three files are complete
+and stay: when the check then fails (ToleranceError, exit 1) or cannot finish (no runtime, a runtime error,
+out of memory: exit 2), the error names them and says they are unverified.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import json
 import os
 import sys
@@ -19,8 +28,16 @@ from typing import Any
 import numpy as np
 import onnx
 
+from . import limits
 from .compare import DEFAULT_MAX_REL, DEFAULT_MIN_COSINE, compare_outputs
-from .errors import ConversionError, RuntimeExecutionError, RuntimeUnavailableError, ToleranceError
+from .errors import (
+    ConversionError,
+    Onnx2CaffeError,
+    ResourceError,
+    RuntimeExecutionError,
+    RuntimeUnavailableError,
+    ToleranceError,
+)
 from .onnx_graph import OnnxGraph
 from .registry import MapContext, NodeView, UnsupportedNodeError, lookup, mappers_for
 
@@ -70,10 +87,20 @@ def build_net(graph: OnnxGraph, name: str | None = None):
             errors.append(UnsupportedNodeError(node.name, node.op_type, opset, reason, domain=view.domain))
             continue
         ctx.node = view
+        budget = limits.node_budget(graph, node)
         try:
-            out = entry.fn(view, ctx)
+            with limits.address_space_budget(budget):
+                out = entry.fn(view, ctx)
         except UnsupportedNodeError as exc:
             errors.append(exc)
+            continue
+        except MemoryError as exc:
+            reason = (
+                f"building its Caffe form needs more than the {limits.fmt_bytes(budget)} one node may use "
+                f"({limits.memory_error_text(exc)}); a caffemodel holds at most "
+                f"{limits.fmt_bytes(limits.CAFFEMODEL_LIMIT)}"
+            )
+            errors.append(UnsupportedNodeError(node.name, node.op_type, opset, reason, domain=view.domain))
             continue
         finally:
             ctx.node = None
@@ -101,6 +128,14 @@ def build_net(graph: OnnxGraph, name: str | None = None):
                 if t in produced and t not in layer.bottom:
                     raise RuntimeError(f"blob {t!r} written twice (layer {layer.name!r})")
                 produced.add(t)
+        added = sum(int(np.size(b)) * 4 for layer in out for b in layer.blobs)
+        if ctx.weight_bytes + added > limits.CAFFEMODEL_LIMIT:
+            op = f"{view.domain}::{node.op_type}" if view.domain else node.op_type
+            raise ConversionError(
+                f"{graph.source}: node '{node.name}' ({op}, opset {opset}): "
+                + limits.weights_message(added, ctx.weight_bytes)
+            )
+        ctx.weight_bytes += added
         layers.extend(out)
     if errors:
         err = ConversionError(
@@ -206,7 +241,8 @@ def write_outputs(net, name_map: dict[str, str], prefix: str, model=None) -> tup
 def random_inputs(graph: OnnxGraph, seed: int = 0) -> dict[str, np.ndarray]:
     """Seeded standard-normal float32 inputs (negative values included, so sign-dependent layers are exercised)."""
     rng = np.random.default_rng(seed)
-    return {t: rng.standard_normal(graph.shape(t)).astype(np.float32) for t in graph.inputs}
+    # value for value rng.standard_normal(shape).astype(np.float32), without the float64 array
+    return {t: limits.float32_normal(rng, graph.shape(t)) for t in graph.inputs}
 
 
 def reference_outputs(
@@ -232,19 +268,74 @@ def reference_outputs(
     return dict(zip(outputs, res, strict=True))
 
 
-def _reference_model(model, graph: OnnxGraph) -> bytes | str:
-    """The model as given (before the passes) for onnxruntime: a file's path (onnxruntime reads it and its
-    external data itself: no serialized copy here), else the serialized proto; re-read with unique node
-    names when the graph had to name its nodes (onnxruntime refuses empty or repeated ones)."""
+def _reference_model(model, renamed: bool) -> bytes | str:
+    """The model as given (before fixing input shapes and before the passes) for onnxruntime: a file's path
+    (onnxruntime reads it and its external data itself: no serialized copy here), else the serialized proto;
+    re-read with unique node names when its nodes had to be named (onnxruntime refuses empty or repeated
+    ones). A model with dynamic inputs is run as it is, on the fixed shapes' input."""
     from .onnx_graph import load_model, name_nodes
 
-    if graph.renamed_nodes:
+    if renamed:
         proto, _ = load_model(model)
         name_nodes(proto)
         return proto.SerializeToString()
     if isinstance(model, (str, os.PathLike)):
         return os.fspath(model)
     return model.SerializeToString()
+
+
+@contextlib.contextmanager
+def _quiet_output():
+    """Silence stdout and stderr, Python's and the file descriptors' (onnx-simplifier's C++ side prints its
+    warnings straight to fd 2), for the duration of the block."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    try:
+        with tempfile.TemporaryFile() as sink:
+            os.dup2(sink.fileno(), 1)
+            os.dup2(sink.fileno(), 2)
+            try:
+                with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+                    yield
+            finally:
+                os.dup2(saved[0], 1)
+                os.dup2(saved[1], 2)
+    finally:
+        for fd in saved:
+            os.close(fd)
+
+
+def _needs_names(model: onnx.ModelProto) -> bool:
+    names = [n.name for n in model.graph.node]
+    return not all(names) or len(set(names)) != len(names)
+
+
+def load_with_shapes(model, input_shapes) -> tuple[OnnxGraph, bytes | str]:
+    """The graph to convert and the reference model for onnxruntime. With `input_shapes` (see
+    onnx_graph.fix_input_shapes), the given dimensions are written into the model's inputs, then
+    onnx-simplifier folds what they fixed (the Shape/Gather/Reshape chains of a dynamic export), as
+    `onnx2caffe export` does; the reference stays the model as given (onnxruntime runs it on the fixed
+    shapes), so the check also covers the fixing and the simplification."""
+    from .onnx_graph import fix_input_shapes, load_model
+
+    if not input_shapes:
+        # detach_weights: the weights are held once (as arrays), not also in the ModelProto
+        graph = OnnxGraph.load(model, detach_weights=True)
+        return graph, _reference_model(model, graph.renamed_nodes)
+    proto, source = load_model(model)
+    renamed = _needs_names(proto)
+    if fix_input_shapes(proto, input_shapes, source):
+        from .exporters.torch_export import ExportError, simplify
+
+        # onnx-simplifier fails on what onnxruntime cannot run (custom ops, ...): the fixed model is then
+        # converted as it is (the fold_constants pass folds the shape computations the fixed input makes
+        # static), so the refusal names the nodes that have no Caffe form rather than the simplifier
+        with contextlib.suppress(ExportError), _quiet_output():
+            proto = simplify(proto)
+    graph = OnnxGraph.load(proto, detach_weights=True, source=source)
+    del proto
+    return graph, _reference_model(model, renamed)
 
 
 def runtime_objects(runtimes, caffe_root):
@@ -284,11 +375,43 @@ def convert(
     max_rel: float = DEFAULT_MAX_REL,
     min_cosine: float = DEFAULT_MIN_COSINE,
     passes: Sequence[str] | None = None,
+    input_shapes: Sequence[Sequence[int]] | dict[str, Sequence[int]] | None = None,
 ) -> ConversionResult:
     """Convert an ONNX model (file or ModelProto) to Caffe, write `output_prefix`.prototxt/.caffemodel/.names.json
     (nothing written when output_prefix is None) and, with check=True, compare every graph output of each
     runtime (names or runtime objects; None = every available one) with onnxruntime on a seeded random input.
-    Raises ToleranceError (with `.result`) when an output is outside max_rel / min_cosine."""
+    input_shapes: static shapes for the model's inputs (one per input in order, or by name), which fix its
+    dynamic dimensions (see load_with_shapes).
+    Raises ToleranceError (with `.result`) when an output is outside max_rel / min_cosine. Once the files are
+    written, an error of the check (or running out of memory) says which files exist and that they are
+    unverified; everything refused before that leaves nothing written."""
+    written: list[str] = []
+    try:
+        return _convert(
+            model, output_prefix, runtimes, check, seed, caffe_root, max_rel, min_cosine, passes, input_shapes,
+            written,
+        )  # fmt: skip
+    except Onnx2CaffeError as err:
+        if written:
+            err.args = (f"{err}; {_unverified(written)}",)
+        raise
+    except MemoryError as err:
+        what = "the check" if written or not check else "the conversion"
+        note = f"; {_unverified(written)}" if written else ""
+        raise ResourceError(
+            f"{what} ran out of memory ({limits.memory_error_text(err)}){note}; convert with --no-check or "
+            "with a smaller input shape"
+        ) from None
+
+
+def _unverified(paths: Sequence[str]) -> str:
+    return f"{', '.join(paths)} are written but UNVERIFIED (kept for inspection with `onnx2caffe verify`)"
+
+
+def _convert(
+    model, output_prefix, runtimes, check, seed, caffe_root, max_rel, min_cosine, passes, input_shapes,
+    written: list[str],
+) -> ConversionResult:  # fmt: skip
     from .errors import OutputFileError
     from .passes import run_passes
 
@@ -296,9 +419,19 @@ def convert(
         raise OutputFileError(
             f"output prefix {os.fspath(output_prefix)!r} has no file name part, e.g. out/model"
         )
-    # detach_weights: the weights are held once (as arrays), not also in the ModelProto
-    graph = OnnxGraph.load(model, detach_weights=True)
-    applied = run_passes(graph, passes)
+    graph, reference = load_with_shapes(model, input_shapes)
+    limits.check_tensor_sizes(graph)
+    weights = sum(int(v.nbytes) for v in graph.constants.values())
+    budget = limits.CAFFEMODEL_LIMIT + limits.CONST_COPIES * weights + limits.NODE_SLACK
+    try:
+        with limits.address_space_budget(budget):
+            applied = run_passes(graph, passes)
+    except MemoryError as exc:
+        raise ResourceError(
+            f"{graph.source}: simplifying the graph needs more than {limits.fmt_bytes(budget)} "
+            f"({limits.memory_error_text(exc)})"
+        ) from None
+    limits.check_weight_total(graph)
     prefix = os.fspath(output_prefix) if output_prefix is not None else None
     net_name = os.path.basename(prefix) if prefix else None
     net, name_map = build_net(graph, net_name)
@@ -310,12 +443,19 @@ def convert(
         outputs=list(graph.outputs),
         passes_applied=applied,
     )
+    if check:  # before anything is written: a check that cannot fit in memory is refused up front
+        from .runtimes import RUNTIME_NAMES
+
+        names = [r if isinstance(r, str) else r.name for r in runtimes] if runtimes else list(RUNTIME_NAMES)
+        caffe_bytes = sum(int(np.size(b)) * 4 for layer in net.layers for b in layer.blobs)
+        limits.check_fits(limits.estimate_check_memory(graph, caffe_bytes, names), graph.source)
     if prefix is not None:
         result.prototxt, result.caffemodel, result.names_json = write_outputs(net, name_map, prefix, model)
+        written.extend([result.prototxt, result.caffemodel, result.names_json])
     if not check:
         return result
     feeds = random_inputs(graph, seed)
-    refs = reference_outputs(_reference_model(model, graph), feeds, graph.outputs)
+    refs = reference_outputs(reference, feeds, graph.outputs)
     caffe_feeds = {name_map[t]: v for t, v in feeds.items()}
     out_blobs = [name_map[o] for o in graph.outputs]
     with tempfile.TemporaryDirectory(prefix="onnx2caffe-") as tmp:

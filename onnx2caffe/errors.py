@@ -29,6 +29,11 @@ class RuntimeExecutionError(Onnx2CaffeError):
     """A Caffe runtime failed while loading or running a model."""
 
 
+class ResourceError(Onnx2CaffeError):
+    """The work would need more memory than this machine (or process) can give; the message names the size,
+    the limit and the ways out (e.g. --no-check, a smaller input shape)."""
+
+
 class ConversionError(Onnx2CaffeError):
     """The ONNX model cannot be converted (one or more nodes unsupported)."""
 

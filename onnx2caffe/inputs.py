@@ -25,6 +25,32 @@ from .errors import InputFileError
 PIXEL_ORDERS = ("BGR", "RGB")
 
 
+class NamedShape(tuple):
+    """A static input shape given for one named input (NAME=1,3,224,224): a tuple of ints with `.name`."""
+
+    name: str
+
+    def __new__(cls, dims, name: str):
+        obj = super().__new__(cls, dims)
+        obj.name = name
+        return obj
+
+
+def parse_input_shape(text: str) -> tuple[int, ...]:
+    """'1,3,224,224' (or 1x3x224x224) -> (1, 3, 224, 224); 'NAME=1,3,224,224' -> a NamedShape (the name is
+    everything before the last '=', so it may hold any character but that). InputFileError when bad."""
+    from .exporters.torch_export import ExportError, parse_shape
+
+    name, sep, dims = str(text).rpartition("=")
+    try:
+        shape = parse_shape(dims)
+    except ExportError as err:
+        raise InputFileError(str(err)) from None
+    if sep and not name:
+        raise InputFileError(f"bad input shape {text!r}: expected NAME=DIMS, e.g. images=1,3,224,224")
+    return NamedShape(shape, name) if sep else shape
+
+
 def split_named(spec: str, names: Sequence[str], what: str) -> tuple[str, str]:
     """'NAME=FILE' or 'FILE' -> (input name, file). NAME may be any of `names` (aliases allowed by the caller:
     `names` is the list of accepted spellings); a bare FILE needs exactly one input."""

@@ -9,12 +9,21 @@ inference run on a weight-free copy of the model (initializers over a few KiB ke
 not their data: shapes need no data, and data propagation only reads small shape tensors), each initializer
 becomes one read-only numpy array once (re-used by later refreshes), and `OnnxGraph.load(...,
 detach_weights=True)` keeps the big initializers only as those arrays, not in the ModelProto as well.
+
+Shapes. Inference runs from the graph inputs alone (the shapes a model declares for its outputs and in
+value_info are removed first), so a static input fixes every shape its nodes compute even where the model
+declares symbolic or unknown dimensions (e.g. a dynamic export whose input was set to a fixed size). What a
+model declares is then checked against what inference computed: a static dimension that differs (or a
+different rank) makes the model invalid and it is refused, naming the tensor and both shapes. A declared
+shape is only used for a tensor that inference cannot fix. The reshaping ops (Reshape, Flatten, Squeeze, ...)
+must keep the element count of their input; ONNX shape inference takes Reshape's target as given, so a
+target holding more or fewer elements than the input is refused here, before any work is done.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import onnx
@@ -22,7 +31,10 @@ from onnx import numpy_helper
 
 from .errors import InputFileError
 
-EXPORT_HINT = "export with a fixed input shape, e.g. `onnx2caffe export --input-shape 1,3,224,224`"
+# Ops whose output holds exactly the elements of their first input (so their counts must be equal).
+_SAME_COUNT_OPS = frozenset(
+    {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "DepthToSpace", "SpaceToDepth", "Identity"}
+)
 
 _FLOAT = onnx.TensorProto.FLOAT
 
@@ -199,6 +211,168 @@ def _shape_of(type_proto: onnx.TypeProto) -> tuple[int, ...] | None:
     return tuple(dims)
 
 
+def _dims_of(type_proto: onnx.TypeProto) -> list[int | str | None] | None:
+    """The declared dimensions of a tensor type (int, symbolic name, or None for unknown), None without a
+    shape field."""
+    if not type_proto.HasField("tensor_type") or not type_proto.tensor_type.HasField("shape"):
+        return None
+    out: list[int | str | None] = []
+    for d in type_proto.tensor_type.shape.dim:
+        if d.HasField("dim_value"):
+            out.append(int(d.dim_value))
+        elif d.dim_param:
+            out.append(d.dim_param)
+        else:
+            out.append(None)
+    return out
+
+
+def format_dims(dims: Iterable[int | str | None] | None) -> str:
+    """(1, 3, H, ?) style text of a shape: numbers, symbolic names, '?' for unknown dimensions."""
+    if dims is None:
+        return "(unknown)"
+    parts = ["?" if d is None else str(d) for d in dims]
+    return "(" + ", ".join(parts) + ("," if len(parts) == 1 else "") + ")"
+
+
+def _dims_conflict(declared: list | None, inferred: list | None) -> bool:
+    """True when two shapes cannot describe the same tensor: different ranks, or a dimension static in both
+    with different values. Symbolic and unknown dimensions agree with anything."""
+    if declared is None or inferred is None:
+        return False
+    if len(declared) != len(inferred):
+        return True
+    return any(
+        isinstance(a, int) and isinstance(b, int) and a != b for a, b in zip(declared, inferred, strict=True)
+    )
+
+
+def _count(shape: Iterable[int]) -> int:
+    n = 1
+    for d in shape:
+        n *= int(d)
+    return n
+
+
+def infer_shapes(model: onnx.ModelProto, source: str, strict: bool = False) -> onnx.ModelProto:
+    """ONNX shape inference (with data propagation) of a (weight-free) model, failures as InputFileError."""
+    try:
+        return onnx.shape_inference.infer_shapes(model, check_type=False, strict_mode=strict, data_prop=True)
+    except Exception as exc:
+        if strict:
+            raise
+        raise InputFileError(f"{source}: ONNX shape inference failed ({_one_line(exc)})") from exc
+
+
+def _without_declared_shapes(model: onnx.ModelProto) -> None:
+    """Remove, in place, what the model declares about its non-input tensors: value_info and the shapes of
+    the graph outputs (their element types stay)."""
+    del model.graph.value_info[:]
+    for o in model.graph.output:
+        if o.type.HasField("tensor_type"):
+            o.type.tensor_type.ClearField("shape")
+
+
+def input_shape_hint(source: str, graph: onnx.GraphProto) -> str:
+    """How to give the dynamic inputs of `graph` fixed shapes: an example `--input-shape NAME=...` per
+    dynamic input (static dimensions as they are, 1 for a dynamic first (batch) dimension, the dimension's
+    name elsewhere, to be replaced by a number)."""
+    init_names = {i.name for i in graph.initializer}
+    specs = []
+    for vi in graph.input:
+        if vi.name in init_names or not vi.type.HasField("tensor_type"):
+            continue
+        dims = _dims_of(vi.type)
+        if dims is not None and all(isinstance(d, int) and d > 0 for d in dims):
+            continue
+        if dims is None:
+            dims = ["N", "C", "H", "W"]
+        text = []
+        for axis, d in enumerate(dims):
+            if isinstance(d, int) and d > 0:
+                text.append(str(d))
+            elif axis == 0:
+                text.append("1")
+            else:
+                text.append(d if isinstance(d, str) and d.isidentifier() else f"D{axis}")
+        specs.append(f"--input-shape {vi.name}={','.join(text)}")
+    return (
+        f"fix it with --input-shape, e.g. `onnx2caffe convert {source} -o PREFIX {' '.join(specs)}` "
+        "(numbers for the dynamic dimensions)"
+    )
+
+
+def fix_input_shapes(
+    model: onnx.ModelProto, shapes: Sequence[Sequence[int]] | Mapping[str, Sequence[int]], source: str
+) -> bool:
+    """Give the graph inputs of `model` (in place) the static `shapes`: one per input in order, or by input
+    name (a mapping, or shapes with a `name` attribute such as cli's NAME=1,3,224,224; any subset of inputs).
+    A shape that contradicts the model (another rank, another value for a static dimension), an unknown name
+    or a missing input raise InputFileError. The declared shapes of other tensors are left: inference
+    recomputes them (see OnnxGraph). Returns True when a dimension changed."""
+    g = model.graph
+    init_names = {i.name for i in g.initializer}
+    inputs = [vi for vi in g.input if vi.name not in init_names]
+    names = [vi.name for vi in inputs]
+    if isinstance(shapes, Mapping):
+        wanted = {str(k): tuple(int(d) for d in v) for k, v in shapes.items()}
+    else:
+        shapes = list(shapes)
+        named = [getattr(s, "name", None) for s in shapes]
+        if any(named) and not all(named):
+            raise InputFileError(
+                "--input-shape: give every shape as NAME=DIMS or none (then one per input, in order)"
+            )
+        if all(named) and shapes:
+            wanted = {}
+            for n, s in zip(named, shapes, strict=True):
+                if n in wanted:
+                    raise InputFileError(f"--input-shape: input '{n}' is given twice")
+                wanted[n] = tuple(int(d) for d in s)
+        else:
+            if len(shapes) != len(inputs):
+                raise InputFileError(
+                    f"{source}: {len(shapes)} --input-shape for {len(inputs)} input(s) "
+                    f"({', '.join(names)}); give one per input in order, or NAME=DIMS"
+                )
+            wanted = {n: tuple(int(d) for d in s) for n, s in zip(names, shapes, strict=True)}
+    unknown = [n for n in wanted if n not in names]
+    if unknown:
+        raise InputFileError(f"{source}: --input-shape {unknown[0]}=...: no input named '{unknown[0]}' "
+                             f"(inputs: {', '.join(names)})")  # fmt: skip
+    changed = False
+    for vi in inputs:
+        if vi.name not in wanted:
+            continue
+        shape = wanted[vi.name]
+        if not shape or any(d <= 0 for d in shape):
+            raise InputFileError(
+                f"--input-shape {vi.name}={','.join(map(str, shape))}: dimensions must be > 0"
+            )
+        if not vi.type.HasField("tensor_type"):
+            raise InputFileError(f"{source}: input '{vi.name}' is not a tensor")
+        dims = _dims_of(vi.type)
+        given = ",".join(map(str, shape))
+        if dims is not None and len(dims) != len(shape):
+            raise InputFileError(
+                f"{source}: --input-shape {vi.name}={given} has {len(shape)} dimensions, input "
+                f"'{vi.name}' has {len(dims)} {format_dims(dims)}"
+            )
+        for axis, (d, v) in enumerate(zip(dims or shape, shape, strict=True)):
+            if isinstance(d, int) and d > 0 and d != v:
+                raise InputFileError(
+                    f"{source}: --input-shape {vi.name}={given}: dimension {axis} of input '{vi.name}' is "
+                    f"fixed at {d} by the model {format_dims(dims)}"
+                )
+        if dims != list(shape):
+            changed = True
+            tensor_shape = vi.type.tensor_type.shape
+            tensor_shape.Clear()
+            for v in shape:
+                tensor_shape.dim.add().dim_value = int(v)
+    return changed
+
+
 def np_dtype(elem_type: int) -> np.dtype | None:
     try:
         return np.dtype(onnx.helper.tensor_dtype_to_np_dtype(elem_type))
@@ -362,17 +536,26 @@ class OnnxGraph:
         if "" not in self.opsets:
             raise InputFileError(f"{source}: the model imports no default ONNX opset")
         self._name_nodes()
-        self.refresh()
+        self._checked = False  # the model as given is checked once, by the first refresh
+        self._inference_problem: str | None = None
         self._check_inputs()
+        self.refresh()
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def load(cls, model: str | os.PathLike | onnx.ModelProto, detach_weights: bool = False) -> OnnxGraph:
+    def load(
+        cls,
+        model: str | os.PathLike | onnx.ModelProto,
+        detach_weights: bool = False,
+        source: str | None = None,
+    ) -> OnnxGraph:
         """Load, check and analyse a model (path or proto; a given proto is never modified).
 
         detach_weights=True: the initializers over a few KiB are held only as numpy arrays (`const()`), not in
-        `graph.model` too, which halves the memory a big model takes; `graph.model` is then weight-free."""
-        proto, source = load_model(model, copy=not detach_weights)
+        `graph.model` too, which halves the memory a big model takes; `graph.model` is then weight-free.
+        source: the name messages use (default: the path, or the graph name of a proto)."""
+        proto, name = load_model(model, copy=not detach_weights)
+        source = source or name
         _check_text(proto, source)
         large = {i.name for i in proto.graph.initializer if _is_large(i)}
         try:
@@ -389,24 +572,62 @@ class OnnxGraph:
     def _name_nodes(self) -> None:
         self.renamed_nodes = name_nodes(self.model)
 
-    def refresh(self) -> None:
-        """Re-run shape inference and rebuild every index from `self.model`."""
+    def _weight_free(self) -> onnx.ModelProto:
         g = self.model.graph
-        # shape inference on a weight-free copy: the C++ side would otherwise copy every weight twice
         strip = {i.name for i in g.initializer if i.name in self._detached or _is_large(i)}
-        try:
-            inferred = onnx.shape_inference.infer_shapes(
-                weight_free_copy(self.model, strip), check_type=False, strict_mode=False, data_prop=True
-            )
-        except Exception as exc:
-            raise InputFileError(f"{self.source}: ONNX shape inference failed ({_one_line(exc)})") from exc
+        return weight_free_copy(self.model, strip)
+
+    def refresh(self) -> None:
+        """Re-run shape inference and rebuild every index from `self.model`.
+
+        The first call checks the model as given: declared shapes against inferred ones, and the element
+        counts of reshaping ops (InputFileError naming the tensor or node). Later calls (after passes) only
+        re-infer."""
+        g = self.model.graph
+        # shape inference on a weight-free copy (the C++ side would otherwise copy every weight twice), from
+        # the inputs alone: what the model declares is compared with it below, never trusted over it
+        bare = self._weight_free()
+        declared = {
+            vi.name: _dims_of(vi.type) for vi in list(bare.graph.value_info) + list(bare.graph.output)
+        }
+        _without_declared_shapes(bare)
+        inferred = infer_shapes(bare, self.source)
+        del bare
+        found = {vi.name: vi for vi in list(inferred.graph.value_info) + list(inferred.graph.output)}
+        if not self._checked:
+            for name, dims in declared.items():
+                vi = found.get(name)
+                if vi is not None and _dims_conflict(dims, _dims_of(vi.type)):
+                    raise InputFileError(
+                        f"{self.source}: tensor '{name}' is declared with shape {format_dims(dims)} but its "
+                        f"inferred shape is {format_dims(_dims_of(vi.type))}: the model is invalid"
+                    )
+        # a declared shape stands in only where inference cannot fix a static shape; then inference runs
+        # again with the declarations in place, so tensors computed from such a tensor get shapes too
+        fallback = [
+            n
+            for n, dims in declared.items()
+            if dims is not None
+            and all(isinstance(d, int) for d in dims)
+            and (n not in found or _shape_of(found[n].type) is None)
+        ]
+        if fallback:
+            again = infer_shapes(self._weight_free(), self.source)
+            for vi in list(again.graph.value_info) + list(again.graph.output):
+                if (vi.name not in found or _shape_of(found[vi.name].type) is None) and _shape_of(
+                    vi.type
+                ) is not None:
+                    found[vi.name] = vi
+            del again
         # keep our own graph object (passes hold references to it), take over the inferred value_info
+        outputs = {o.name for o in g.output}
         del g.value_info[:]
-        g.value_info.extend(inferred.graph.value_info)
-        for dst, src in zip(g.output, inferred.graph.output, strict=False):
-            if not dst.type.HasField("tensor_type") or not dst.type.tensor_type.HasField("shape"):
+        g.value_info.extend(vi for name, vi in found.items() if name not in outputs)
+        for dst in g.output:
+            src = found.get(dst.name)
+            if src is not None and (_shape_of(src.type) is not None or _dims_of(dst.type) is None):
                 dst.CopyFrom(src)
-        del inferred
+        del inferred, found
         self.shapes: dict[str, tuple[int, ...] | None] = {}
         self.elem_types: dict[str, int] = {}
         for vi in list(g.input) + list(g.value_info) + list(g.output):
@@ -430,8 +651,7 @@ class OnnxGraph:
                 if arr is not None:
                     self.constants[n.output[0]] = arr
                     self.shapes[n.output[0]] = tuple(int(d) for d in arr.shape)
-        init_names = {i.name for i in g.initializer}
-        self.inputs: list[str] = [i.name for i in g.input if i.name not in init_names]
+        self.inputs: list[str] = self._graph_inputs()
         self.outputs: list[str] = [o.name for o in g.output]
         self.producers: dict[str, onnx.NodeProto] = {}
         self.consumer_map: dict[str, list[onnx.NodeProto]] = {}
@@ -442,11 +662,53 @@ class OnnxGraph:
             for i in n.input:
                 if i:
                     self.consumer_map.setdefault(i, []).append(n)
+        self._inference_problem = None
+        if not self._checked:
+            self._check_element_counts()
+            self._checked = True
+
+    def _check_element_counts(self) -> None:
+        """A reshaping node whose input and output hold different numbers of elements (e.g. a Reshape target
+        of 12 billion elements for a 48-element input: ONNX shape inference takes the target as given)."""
+        for n in self.model.graph.node:
+            if n.op_type not in _SAME_COUNT_OPS or n.domain not in ("", "ai.onnx") or not n.input:
+                continue
+            if not n.output or not n.input[0] or not n.output[0]:
+                continue
+            src, dst = self.shapes.get(n.input[0]), self.shapes.get(n.output[0])
+            if src is None or dst is None or _count(src) == _count(dst):
+                continue
+            raise InputFileError(
+                f"{self.source}: node '{n.name}' ({n.op_type}) turns input '{n.input[0]}' of shape "
+                f"{format_dims(src)} ({_count(src)} elements) into output '{n.output[0]}' of shape "
+                f"{format_dims(dst)} ({_count(dst)} elements); a {n.op_type} keeps the element count: the "
+                "model is invalid"
+            )
+
+    def inference_problem(self) -> str | None:
+        """Why shape inference leaves some tensor without a shape, when ONNX's strict inference says
+        (the first node it fails on, e.g. incompatible broadcast dimensions); None otherwise. Computed on
+        demand (a mapper asking for an unknown shape), not on every refresh."""
+        if self._inference_problem is None:
+            bare = self._weight_free()
+            _without_declared_shapes(bare)
+            try:
+                infer_shapes(bare, self.source, strict=True)
+                self._inference_problem = ""
+            except Exception as exc:
+                text = _one_line(exc, 300).replace("[ShapeInferenceError] ", "")
+                self._inference_problem = text.replace("Inference error(s): ", "")
+        return self._inference_problem or None
+
+    def _graph_inputs(self) -> list[str]:
+        g = self.model.graph
+        init_names = {i.name for i in g.initializer}
+        return [i.name for i in g.input if i.name not in init_names]
 
     def _check_inputs(self) -> None:
         g = self.model.graph
         init_names = {i.name for i in g.initializer}
-        if not self.inputs:
+        if not self._graph_inputs():
             raise InputFileError(f"{self.source}: the graph has no inputs")
         for vi in g.input:
             if vi.name in init_names:
@@ -461,13 +723,21 @@ class OnnxGraph:
                     "(export the model with float32 inputs)"
                 )
             if not t.tensor_type.HasField("shape"):
-                raise InputFileError(f"{self.source}: input '{vi.name}' has no shape; {EXPORT_HINT}")
-            for axis, d in enumerate(t.tensor_type.shape.dim):
-                if not d.HasField("dim_value") or d.dim_value <= 0:
-                    label = f"'{d.dim_param}'" if d.dim_param else "unknown"
-                    raise InputFileError(
-                        f"{self.source}: input '{vi.name}' has a dynamic dimension {axis} ({label}); {EXPORT_HINT}"
-                    )
+                raise InputFileError(
+                    f"{self.source}: input '{vi.name}' has no shape; {input_shape_hint(self.source, g)}"
+                )
+            dynamic = [
+                (axis, d.dim_param)
+                for axis, d in enumerate(t.tensor_type.shape.dim)
+                if not d.HasField("dim_value") or d.dim_value <= 0
+            ]
+            if dynamic:
+                what = ", ".join(f"{a} ('{p}')" if p else f"{a} (unknown)" for a, p in dynamic)
+                raise InputFileError(
+                    f"{self.source}: input '{vi.name}' has "
+                    f"{'dynamic dimensions' if len(dynamic) > 1 else 'a dynamic dimension'} {what}; "
+                    f"{input_shape_hint(self.source, g)}"
+                )
 
     # ------------------------------------------------------------------ queries
     @property

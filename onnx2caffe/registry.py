@@ -288,6 +288,11 @@ class MapContext:
         self._blob: dict[str, str] = {}
         self._layer_name: dict[str, str] = {}
         self._layer_names_taken: set[str] = set()
+        # bytes of the Caffe blobs the mappers have returned so far (kept by build_net), for check_array
+        self.weight_bytes = 0
+        # blobs that compositions share across nodes (e.g. the exact constant 1 behind constant tensors), by
+        # key; a blob recorded here is written by layers an earlier mapper returned (nodes map in graph order)
+        self.memo: dict[str, str] = {}
         names = list(graph.inputs)
         for n in graph.graph.node:
             names.extend(o for o in n.output if o)
@@ -323,10 +328,44 @@ class MapContext:
         """Static shape of any tensor; rejects the current node when it is unknown or dynamic."""
         shape = self.graph.shape(tensor)
         if shape is None:
+            problem = self.graph.inference_problem() if hasattr(self.graph, "inference_problem") else None
             self._fail(
-                f"the shape of tensor '{tensor}' is unknown or not static (shape inference could not fix it)"
+                f"the shape of tensor '{tensor}' is unknown or not static (shape inference could not fix it"
+                + (f": {problem})" if problem else ")")
             )
         return shape
+
+    def check_array(
+        self, shape: Sequence[int], dtype=np.float32, what: str = "a weight", weight: bool = True
+    ) -> int:
+        """Call before allocating a large array of `shape` (e.g. a composition's kernel): rejects the current
+        node, naming the size, when the array cannot be built or written. weight=True (the array becomes a
+        Caffe blob): more elements than a Caffe blob holds, or the caffemodel (blobs returned so far plus
+        this one, as float32) over protobuf's 2 GB limit. Any array: over the memory this node's mapper may
+        allocate (limits.node_budget; convert also enforces it on Linux whatever the mapper does, but asking
+        first gives the better message and no allocation at all). Returns the array's size in bytes."""
+        from . import limits
+
+        count = 1
+        for d in shape:
+            count *= int(d)
+        nbytes = count * np.dtype(dtype).itemsize
+        dims = "(" + ", ".join(str(int(d)) for d in shape) + ")"
+        if weight and count > limits.BLOB_MAX_ELEMENTS:
+            self._fail(
+                f"{what} of shape {dims} has {count} elements, over the {limits.BLOB_MAX_ELEMENTS} a Caffe "
+                "blob can hold"
+            )
+        if weight and self.weight_bytes + count * 4 > limits.CAFFEMODEL_LIMIT:
+            self._fail(limits.weights_message(count * 4, self.weight_bytes, f"{what} of shape {dims}"))
+        node = self.node.proto if self.node is not None else None
+        budget = limits.node_budget(self.graph, node) if node is not None else limits.CAFFEMODEL_LIMIT
+        if nbytes > budget:
+            self._fail(
+                f"{what} of shape {dims} takes {limits.fmt_bytes(nbytes)}, over the "
+                f"{limits.fmt_bytes(budget)} building one node may use"
+            )
+        return nbytes
 
     def dtype(self, tensor: str) -> np.dtype | None:
         return self.graph.dtype(tensor)

@@ -1,246 +1,195 @@
-"""Resize / Upsample with integer factors on H and W -> one depthwise Deconvolution with a fixed kernel.
+"""Resize / Upsample (every mode, coordinate mode, nearest mode, scale or size, axes, any rank) -> one fixed linear
+map per resized axis, as copies where it copies and as the interpolation matrix otherwise.
 
-For an integer factor f the 1-D resampling is a transposed convolution with stride f: every output o reads
-inputs j with a weight that depends only on u = o - j * f (nearest: 1 on one tap per output; linear: the
-triangle 1 - |x(o) - j| for the half_pixel/asymmetric coordinate maps). Edges: onnxruntime and PyTorch clamp the
-source coordinate, which is a replicate padding by one pixel (built from Slice + Concat) before the
-Deconvolution. The 2-D kernel is the outer product of the H and W kernels (group = C, one kernel per channel).
-
-Nothing is taken on trust: for each axis the mapper builds onnxruntime's interpolation matrix in exact rational
-arithmetic and the matrix of the Deconvolution composition, and refuses the node unless they are identical.
-So exactly the equivalent combinations of mode / coordinate_transformation_mode / nearest_mode are accepted; the
-only remaining difference is float32 rounding of the weights and the sums.
+Resize is separable: along each resized axis the output is R @ input for a fixed matrix R (n_out x n_in) that
+depends only on the sizes and attributes. _resample_matrix.py builds onnxruntime's R by repeating its float32
+arithmetic (coordinates, clamping, nearest rounding and ties, cubic coefficients, antialias filters), so its
+weights are bit-identical to onnxruntime's. Per axis:
+- identity (scale 1, or no size changes): nothing;
+- every row copies one input with weight 1 (nearest; linear at coordinates that are integers): copies only,
+  bit-exact for any input:
+  pick (out[o] = in[a + s * o], downsampling): Slice crop + AVE Pooling kernel 1 stride s;
+  repeat (out[o] = in[o // k], nearest upsampling by k): Concat of k references to a (P, n, 1, R) view;
+  gather (other patterns): Slice + Concat in output order;
+  along the last axis (W) repeat/gather become the 0/1 selection matrix instead (OpenCV concatenates the last
+  axis one element at a time; 1 * x + 0 * others is exact for finite x);
+- otherwise (linear, cubic, antialias, align_corners, any factor or size): the matrix R, as InnerProduct(axis=last)
+  along the last axis and as a 1x1 Convolution over a (P, n_in, R, 1) view along any other axis (its channel axis
+  is the resized one); n_in multiply-adds per output element and n_out * n_in weights per axis. Both axes of a
+  2-D resize cost C * (H_out * H_in * W_? + H_? * W_out * W_in) in the cheaper order (the axis that shrinks, or
+  the cheaper one, first).
+Error bound of the matrix form: each output is a float32 sum of the same non-zero products onnxruntime forms
+(with the same float32 weights) plus exact zeros, rounded differently: <= (taps + 1) * 2^-24 * sum|w_j x_j| per
+axis; onnxruntime multiplies the two axes' weights first, one rounding more. Tests hold it to 2e-6 of max|y|.
+Why not the depthwise Deconvolution of the older mapper (integer factors): on OpenCV 4.14 (one thread) it runs
+5-15x slower than these forms (benchmarks/resample.py), and no faster in Caffe. Refused: tf_crop_and_resize
+(a region of interest with extrapolation).
 """
 
 from __future__ import annotations
 
+import itertools
 import math
-from fractions import Fraction
 
 import numpy as np
 
 from onnx2caffe.registry import register
 
-from ._compose import fresh, silence
+from ._resample import finish, gather, matrix, pick, prod, repeat
+from ._resample_matrix import COORDINATE_MODES, F32, AxisResize, Plan, axis_plan
 
-_LAYERS = ("Deconvolution", "Slice", "Concat", "Silence")
-_HALF = Fraction(1, 2)
-
-
-# ------------------------------------------------------------------------------------------ exact 1-D maps
-def _coordinate(mode: str, o: int, f: int, n_in: int, n_out: int) -> Fraction | None:
-    """Source coordinate of output o (the ONNX formulas with scale = f = n_out / n_in); None if unsupported."""
-    if mode in ("half_pixel", "half_pixel_symmetric"):  # symmetric == half_pixel when n_out == n_in * scale
-        return (o + _HALF) / f - _HALF
-    if mode == "pytorch_half_pixel":
-        return (o + _HALF) / f - _HALF if n_out > 1 else Fraction(0)
-    if mode == "asymmetric":
-        return Fraction(o, f)
-    if mode == "tf_half_pixel_for_nn":
-        return (o + _HALF) / f
-    if mode == "align_corners":
-        return Fraction(o * (n_in - 1), n_out - 1) if n_out > 1 else Fraction(0)
-    return None
+_LAYERS = ("InnerProduct", "Convolution", "Pooling", "Concat", "Reshape", "Slice", "Silence", "Power")
+_NEAREST_MODES = ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil")
 
 
-def _round(nearest_mode: str, x: Fraction) -> int:
-    fl = math.floor(x)
-    if nearest_mode in ("floor", "simple"):  # simple: onnxruntime's opset < 11 rule when upsampling
-        return fl
-    if nearest_mode == "ceil":
-        return math.ceil(x)
-    frac = x - fl
-    if frac == _HALF:
-        return fl if nearest_mode == "round_prefer_floor" else fl + 1
-    return fl if frac < _HALF else fl + 1
-
-
-def _reference_matrix(mode, cmode, nearest_mode, n_in, f):
-    """onnxruntime's interpolation matrix for one axis: one {input index: exact weight} row per output."""
-    n_out = n_in * f
-    rows = []
-    for o in range(n_out):
-        x = _coordinate(cmode, o, f, n_in, n_out)
-        if mode == "nearest":
-            rows.append({min(max(_round(nearest_mode, x), 0), n_in - 1): Fraction(1)})
-            continue
-        # linear: the coordinate is clamped into [0, n_in - 1], then two-tap interpolation
-        x = min(max(x, Fraction(0)), Fraction(n_in - 1))
-        j0 = math.floor(x)
-        row = {}
-        if j0 >= n_in - 1:
-            row[n_in - 1] = Fraction(1)
-        else:
-            row[j0] = 1 - (x - j0)
-            row[j0 + 1] = row.get(j0 + 1, Fraction(0)) + (x - j0)
-        rows.append({j: w for j, w in row.items() if w})
-    return rows
-
-
-def _kernel(mode, cmode, nearest_mode, n_in, f):
-    """Candidate (taps {u: weight}, replicate pad R) with weight(u), u = o - j * f, on an unbounded axis."""
-    if n_in == 1 or f == 1:
-        # broadcast (every output reads the single input) or identity: onnxruntime copies the value
-        return ({u: Fraction(1) for u in range(f)}, 0) if n_in == 1 else ({0: Fraction(1)}, 0)
-    taps = {}
-    big = 4 * f + 4  # a window far from both edges: weights there depend on u only
-    for u in range(-3 * f, 3 * f + 1):
-        o = big * f + u
-        x = _coordinate(cmode, o, f, 1 << 30, (1 << 30) * f)
-        if x is None:
-            return None
-        x -= big
-        if mode == "nearest":
-            w = Fraction(1) if _round(nearest_mode, x) == 0 else Fraction(0)
-        else:
-            w = max(Fraction(0), 1 - abs(x))
-        if w:
-            taps[u] = w
-    return taps, (1 if mode != "nearest" else 0)
-
-
-def _composition_matrix(taps, r, n_in, f):
-    """The rows of: replicate-pad by r, then transposed convolution with stride f and taps {u: w}."""
-    n_out = n_in * f
-    rows = [{} for _ in range(n_out)]
-    for jp in range(n_in + 2 * r):
-        j = min(max(jp - r, 0), n_in - 1)
-        for u, w in taps.items():
-            o = (jp - r) * f + u
-            if 0 <= o < n_out:
-                rows[o][j] = rows[o].get(j, Fraction(0)) + w
-    return [{j: w for j, w in row.items() if w} for row in rows]
-
-
-def axis_plan(mode, cmode, nearest_mode, n_in, f):
-    """(kernel as float64 array, stride, symmetric pad, replicate pad R) for one axis, or a reason string.
-    The Deconvolution over the R-padded input then yields exactly n_in * f outputs."""
-    cand = _kernel(mode, cmode, nearest_mode, n_in, f)
-    if cand is None:
-        return f"coordinate_transformation_mode '{cmode}' is not supported"
-    taps, r = cand
-    if _composition_matrix(taps, r, n_in, f) != _reference_matrix(mode, cmode, nearest_mode, n_in, f):
-        what = f"mode '{mode}'" + (f", nearest_mode '{nearest_mode}'" if mode == "nearest" else "")
-        return (
-            f"{what} with coordinate_transformation_mode '{cmode}' and factor {f} on size {n_in} is not an exact "
-            "fixed-kernel upsampling"
-        )
-    lo, hi = min(taps), max(taps)
-    kernel = [taps.get(u, Fraction(0)) for u in range(lo, hi + 1)]
-    start = r * f - lo  # output o of the ONNX op is output o + start of the full (pad 0) deconvolution
-    end_excess = (n_in + 2 * r - 1) * f + len(kernel) - start - n_in * f
-    # Caffe pads symmetrically: zero taps in front raise start, zero taps behind raise the end excess
-    if start < end_excess:
-        kernel = [Fraction(0)] * (end_excess - start) + kernel
-        start = end_excess
-    elif end_excess < start:
-        kernel = kernel + [Fraction(0)] * (start - end_excess)
-    return np.array([float(w) for w in kernel]), f, start, r
-
-
-# ------------------------------------------------------------------------------------------ Caffe layers
-def _replicate_pad(ctx, node, bottom: str, shape, axis: int, unused: list[str]):
-    """bottom padded by one copy of its first and last slice along `axis` (Slice + Concat). -> (layers, top)."""
-    n = shape[axis]
-    layers = []
-    if n == 1:
-        first = last = bottom
-    else:
-        first, last = fresh(ctx, node, f"first{axis}"), fresh(ctx, node, f"last{axis}")
-        tops, points = [first], [1]
-        if n > 2:
-            mid = fresh(ctx, node, f"mid{axis}")
-            tops.append(mid)
-            points.append(n - 1)
-            unused.append(mid)
-        tops.append(last)
-        layers.append(
-            ctx.layer(
-                fresh(ctx, node, f"edges{axis}"),
-                "Slice",
-                [bottom],
-                tops,
-                slice_param={"axis": axis, "slice_point": points},
-            )
-        )
-    top = fresh(ctx, node, f"padded{axis}")
-    layers.append(ctx.layer(top, "Concat", [first, bottom, last], [top], concat_param={"axis": axis}))
-    return layers, top
-
-
-def _emit(node, ctx, mode, cmode, nearest_mode, factors):
-    x, y = node.input(0), node.output(0)
-    shape = ctx.shape(x)
-    if len(shape) != 4:
-        node.reject(f"only 4-D (N, C, H, W) inputs are supported (rank {len(shape)})")
-    if factors[0] != 1 or factors[1] != 1:
-        node.reject(f"resizing the N or C axis (factors {factors[:2]}) has no Caffe form")
-    plans = []
-    for axis in (2, 3):
-        plan = axis_plan(mode, cmode, nearest_mode, shape[axis], factors[axis])
-        if isinstance(plan, str):
-            node.reject(plan)
-        plans.append(plan)
-    channels = shape[1]
-    layers, unused = [], []
-    bottom, cur = ctx.blob(x), list(shape)
-    for axis, plan in zip((2, 3), plans, strict=True):
-        if plan[3]:
-            more, bottom = _replicate_pad(ctx, node, bottom, cur, axis, unused)
-            layers += more
-            cur[axis] += 2
-    (kh, sh, ph, _), (kw, sw, pw, _) = plans
-    weight = np.ascontiguousarray(
-        np.broadcast_to(np.outer(kh, kw), (channels, 1, len(kh), len(kw))), dtype=np.float32
-    )
-    conv = {"num_output": channels, "bias_term": False, "group": channels}
-    conv.update(
-        {"kernel_h": len(kh), "kernel_w": len(kw), "stride_h": sh, "stride_w": sw, "pad_h": ph, "pad_w": pw}
-    )
-    layers.append(
-        ctx.layer(node.name, "Deconvolution", [bottom], [ctx.blob(y)], blobs=[weight], convolution_param=conv)
-    )
-    return layers + silence(ctx, node, unused)
-
-
-def _factors(node, ctx, shape, scales, sizes, axes=None):
-    """Integer factor per axis from scales or sizes (checked against the inferred output shape)."""
-    rank = len(shape)
-    out = ctx.shape(node.output(0))
-    if len(out) != rank:
-        node.reject(f"inferred output rank {len(out)} differs from the input rank {rank}")
-    if axes is not None:
-        axes = [a + rank if a < 0 else a for a in axes]
-    for what, values in (("scales", scales), ("sizes", sizes)):
-        if values is None:
-            continue
-        values = [float(v) for v in values]
-        if axes is not None:
-            full = [1.0 if what == "scales" else float(d) for d in shape]
-            if len(values) != len(axes):
-                node.reject(f"{what} has {len(values)} values for {len(axes)} axes")
-            for a, v in zip(axes, values, strict=True):
-                full[a] = v
-            values = full
+# ------------------------------------------------------------------------------------------ sizes and scales
+def _full(node, values, axes, rank, fill, what):
+    values = [v for v in values]
+    if axes is None:
         if len(values) != rank:
             node.reject(f"{what} has {len(values)} values for a rank-{rank} input")
-        if what == "scales":
-            bad = [v for v in values if v < 1 or v != int(v)]
-            if bad:
-                node.reject(f"scales {values}: only integer upsampling factors have an exact Caffe form")
-            factors = [int(v) for v in values]
-        else:
-            bad = [(int(v), d) for v, d in zip(values, shape, strict=True) if int(v) < d or int(v) % d]
-            if bad:
-                node.reject(
-                    f"sizes {[int(v) for v in values]}: only integer multiples of the input size {shape}"
-                )
-            factors = [int(v) // d for v, d in zip(values, shape, strict=True)]
-        want = tuple(d * f for d, f in zip(shape, factors, strict=True))
-        if tuple(out) != want:
-            node.reject(f"inferred output shape {out} differs from the computed {want}")
-        return factors
-    node.reject("neither scales nor sizes is given")
+        return values
+    if len(values) != len(axes):
+        node.reject(f"{what} has {len(values)} values for {len(axes)} axes")
+    full = list(fill)
+    for a, v in zip(axes, values, strict=True):
+        full[a] = v
+    return full
+
+
+def _axes_scales(node, ctx, shape, scales, sizes, axes=None, policy="stretch"):
+    """Per axis (n_out, float32 scale), as onnxruntime derives them; the output shape is checked against shape
+    inference."""
+    rank = len(shape)
+    if axes is not None:
+        norm = []
+        for a in axes:
+            b = a + rank if a < 0 else a
+            if not 0 <= b < rank or b in norm:
+                node.reject_attr("axes", axes, f"invalid for a rank-{rank} input")
+            norm.append(b)
+        axes = norm
+    if scales is not None:
+        s32 = [F32(v) for v in _full(node, scales, axes, rank, [1.0] * rank, "scales")]
+        if any(not (v > 0) for v in s32):
+            node.reject(f"scales {[float(v) for v in s32]} must be positive")
+        out = [int(s * F32(d)) for s, d in zip(s32, shape, strict=True)]
+    elif sizes is not None:
+        out = [int(v) for v in _full(node, sizes, axes, rank, list(shape), "sizes")]
+        if any(v <= 0 for v in out):
+            node.reject(f"sizes {out} must be positive (Caffe blobs cannot be empty)")
+        s32 = [F32(o) / F32(d) for o, d in zip(out, shape, strict=True)]
+        if policy != "stretch":
+            chosen = axes if axes is not None else list(range(rank))
+            s = (min if policy == "not_larger" else max)(s32[a] for a in chosen)
+            for a in range(rank):
+                if a in chosen:
+                    s32[a] = s
+                    out[a] = int(math.floor(float(s * F32(shape[a])) + 0.5))  # std::round, halves up
+                else:
+                    s32[a], out[a] = F32(1), shape[a]
+    else:
+        node.reject("neither scales nor sizes is given")
+    got = ctx.shape(node.output(0))
+    if tuple(got) != tuple(out):
+        node.reject(f"inferred output shape {tuple(got)} differs from onnxruntime's {tuple(out)}")
+    if min(out) <= 0:
+        node.reject(f"output shape {tuple(out)} is empty (Caffe blobs cannot be empty)")
+    return list(zip(out, s32, strict=True))
+
+
+# ------------------------------------------------------------------------------------------ emission
+def _step(ctx, node, blob, shape, step: dict[int, Plan]):
+    """One step: one axis's plan, or picks on axes 2 and 3 of a 4-D blob (one pooling)."""
+    kind = next(iter(step.values())).kind
+    if kind == "pick":
+        return pick(ctx, node, blob, shape, {a: (p.start, p.stride, p.n_out) for a, p in step.items()})
+    ((axis, plan),) = step.items()
+    if kind == "repeat":
+        return repeat(ctx, node, blob, shape, axis, plan.stride)
+    if kind == "gather":
+        return gather(ctx, node, blob, shape, axis, plan.index)
+    return matrix(ctx, node, blob, shape, axis, plan.matrix)
+
+
+def _steps(plans: dict[int, Plan], rank: int) -> list[dict[int, Plan]]:
+    """One step per resized axis; picks on the two spatial axes of a 4-D tensor share one pooling."""
+    active = {a: p for a, p in plans.items() if p.kind != "identity"}
+    steps = []
+    if rank == 4 and all(active.get(a, Plan("", 0, 0)).kind == "pick" for a in (2, 3)):
+        steps.append({a: active.pop(a) for a in (2, 3)})
+    return steps + [{a: p} for a, p in sorted(active.items())]
+
+
+def _cost(steps, shape) -> float:
+    """Multiply-adds (a copied element counts 1) of running the steps in this order."""
+    total, cur = 0.0, list(shape)
+    for step in steps:
+        per = 1
+        for a, p in step.items():
+            cur[a] = p.n_out
+            per *= max(p.macs, 1)
+        total += prod(cur) * per
+    return total
+
+
+def resample(ctx, node, x: str, y: str, shape, plans: dict[int, Plan]):
+    """Layers computing y from x with one plan per axis, the steps in the cheapest order."""
+    steps = _steps(plans, len(shape))
+    if len(steps) > 1:
+        # ties: matrices before copies (a GEMM on the smaller tensor, the big output written by a copy)
+        steps = list(
+            min(
+                itertools.permutations(steps),
+                key=lambda order: (
+                    _cost(order, shape),
+                    [next(iter(st.values())).kind != "dense" for st in order],
+                ),
+            )
+        )
+    layers: list = []
+    blob, cur = ctx.blob(x), tuple(shape)
+    for step in steps:
+        more, blob, cur = _step(ctx, node, blob, cur, step)
+        layers += more
+    return finish(ctx, node, layers, blob, ctx.blob(y))
+
+
+# ------------------------------------------------------------------------------------------ the mappers
+def _convert(
+    node, ctx, mode, cmode, nearest_mode, axes_scales, cubic_a=-0.75, exclude=False, antialias=False
+):
+    x = node.input(0)
+    shape = ctx.shape(x)
+    plans: dict[int, Plan] = {}
+    if [n for n, _ in axes_scales] != list(shape):  # onnxruntime copies when no size changes
+        for axis, (n_out, s32) in enumerate(axes_scales):
+            a = AxisResize(
+                mode,
+                cmode,
+                nearest_mode,
+                shape[axis],
+                n_out,
+                s32,
+                F32(cubic_a),
+                bool(exclude),
+                bool(antialias),
+            )
+            # the dense form builds a float64 (n_out, n_in) matrix: ask before building it
+            ctx.check_array(
+                (n_out, shape[axis]), np.float64, f"the interpolation matrix of axis {axis}", False
+            )
+            plans[axis] = axis_plan(a, last_axis=axis == len(shape) - 1)
+    return resample(ctx, node, x, node.output(0), shape, plans)
+
+
+def _mode(node, value: str, allowed=("nearest", "linear", "cubic")) -> str:
+    m = value.lower()
+    if m == "bilinear":  # Upsample-7 spelling in some exporters
+        m = "linear"
+    if m not in allowed:
+        node.reject_attr("mode", value, f"expected one of {', '.join(allowed)}")
+    return m
 
 
 def _const_values(node, ctx, index: int, what: str):
@@ -248,67 +197,96 @@ def _const_values(node, ctx, index: int, what: str):
     return None if value is None or value.size == 0 else value.tolist()
 
 
-def _mode(node, value: str) -> str:
-    m = value.lower()
-    if m == "bilinear":  # Upsample-7 spelling in some exporters
-        m = "linear"
-    if m not in ("nearest", "linear"):
-        node.reject_attr(
-            "mode", value, "only nearest and (bi)linear have an exact Caffe form (cubic does not)"
-        )
-    return m
-
-
-@register("Upsample", since=7, until=10, layers=_LAYERS)
+@register(
+    "Upsample",
+    since=7,
+    until=10,
+    layers=_LAYERS,
+    notes="nearest/linear, asymmetric coordinates, factors >= 1 -> per axis as Resize 11+ (copies or the interpolation "
+    "matrix)",
+)
 def upsample(node, ctx):
-    """Upsample (opsets 7-9, asymmetric coordinates): integer factors on H/W, nearest or linear."""
-    mode = _mode(node, node.attr("mode", "nearest"))
+    """Upsample (opsets 7-9, asymmetric coordinates, any factor >= 1): nearest or linear, per axis as Resize 11+."""
+    mode = _mode(node, node.attr("mode", "nearest"), ("nearest", "linear"))
     shape = ctx.shape(node.input(0))
     scales = node.attr("scales", None)  # opset 7: attribute; opset 9: input
     from_input = _const_values(node, ctx, 1, "scales")
     if from_input is not None:
         scales = from_input
-    factors = _factors(node, ctx, shape, scales, None)
-    return _emit(node, ctx, mode, "asymmetric", "simple", factors)
+    if scales is None:
+        node.reject("scales are required")
+    if any(s < 1 for s in scales):
+        node.reject(f"scales {scales}: Upsample takes factors >= 1")
+    return _convert(node, ctx, mode, "asymmetric", "simple", _axes_scales(node, ctx, shape, scales, None))
 
 
-@register("Resize", since=10, until=11, layers=_LAYERS)
+@register(
+    "Resize",
+    since=10,
+    until=11,
+    layers=_LAYERS,
+    notes="nearest/linear, asymmetric coordinates, any scales -> per axis as Resize 11+ (copies or the interpolation "
+    "matrix)",
+)
 def resize_v10(node, ctx):
-    """Resize-10 (asymmetric coordinates, scales input): integer factors on H/W, nearest or linear."""
-    mode = _mode(node, node.attr("mode", "nearest"))
+    """Resize-10 (asymmetric coordinates, scales input): nearest or linear, per axis as Resize-11."""
+    mode = _mode(node, node.attr("mode", "nearest"), ("nearest", "linear"))
     shape = ctx.shape(node.input(0))
-    factors = _factors(node, ctx, shape, _const_values(node, ctx, 1, "scales"), None)
-    return _emit(node, ctx, mode, "asymmetric", "simple", factors)
+    scales = _const_values(node, ctx, 1, "scales")
+    return _convert(node, ctx, mode, "asymmetric", "simple", _axes_scales(node, ctx, shape, scales, None))
 
 
-@register("Resize", since=11, layers=_LAYERS)
+@register(
+    "Resize",
+    since=11,
+    layers=_LAYERS,
+    notes="nearest/linear/cubic, every coordinate and nearest mode, antialias, exclude_outside, scales or sizes, axes, "
+    "keep_aspect_ratio_policy -> per axis: copies where each output copies one input (Pooling kernel 1, Concat; "
+    "bit-exact), else onnxruntime's float32 interpolation matrix (InnerProduct along W, 1x1 Convolution on a view "
+    "along other axes; n_in MACs per output, n_out*n_in weights; error <= (taps+1)*2^-24*sum|w*x| per axis); "
+    "tf_crop_and_resize refused",
+)
 def resize_v11(node, ctx):
-    """Resize (opset 11+; scales or sizes): integer factors on H/W, nearest (exactly equivalent modes only) or
-    linear (half_pixel / pytorch_half_pixel / asymmetric), verified exactly per axis."""
+    """Resize 11+ (nearest/linear/cubic, every coordinate and nearest mode, antialias, scales/sizes, axes, aspect
+    policy) -> per axis: copies where each output copies one input (Pooling/Concat, bit-exact; the last axis: a 0/1
+    InnerProduct), else onnxruntime's interpolation matrix (InnerProduct along W, 1x1 Convolution along H: n_in
+    MACs per output, n_out * n_in weights), float32 sums: error <= (taps + 1) * 2^-24 * sum|w x| per axis."""
     mode = _mode(node, node.attr("mode", "nearest"))
     cmode = node.attr("coordinate_transformation_mode", "half_pixel")
     nearest_mode = node.attr("nearest_mode", "round_prefer_floor")
-    if mode != "nearest":
-        node.ignore_attr("nearest_mode", "only used by mode nearest")
     if cmode == "tf_crop_and_resize":
         node.reject_attr("coordinate_transformation_mode", cmode, "crops a region of interest; no Caffe form")
+    if cmode not in COORDINATE_MODES:
+        node.reject_attr("coordinate_transformation_mode", cmode, "unknown coordinate transformation mode")
+    if mode == "nearest" and nearest_mode not in _NEAREST_MODES:
+        node.reject_attr("nearest_mode", nearest_mode, "unknown nearest mode")
+    if mode != "nearest":
+        node.ignore_attr("nearest_mode", "only used by mode nearest")
     node.ignore_attr("extrapolation_value", "only used by tf_crop_and_resize, which is refused")
-    node.ignore_attr("cubic_coeff_a", "only used by mode cubic, which is refused")
+    cubic_a = node.attr("cubic_coeff_a", -0.75)
+    if mode != "cubic":
+        node.ignore_attr("cubic_coeff_a", "only used by mode cubic")
     exclude = node.attr("exclude_outside", 0)
-    if exclude and mode != "nearest":
-        node.reject_attr("exclude_outside", exclude, "renormalised edge weights are not supported")
     antialias = node.attr("antialias", 0)
-    if antialias:
-        node.ignore_attr("antialias", "no effect when upsampling (the only case accepted)")
+    if antialias and mode == "nearest":
+        node.reject_attr("antialias", antialias, "antialias applies to linear and cubic only")
+    if exclude and mode == "nearest":
+        node.ignore_attr("exclude_outside", "no effect in mode nearest")
+        exclude = 0
+    if exclude and mode == "linear" and not antialias:
+        node.ignore_attr("exclude_outside", "no effect in mode linear without antialias")
+        exclude = 0
     policy = node.attr("keep_aspect_ratio_policy", "stretch")
+    if policy not in ("stretch", "not_larger", "not_smaller"):
+        node.reject_attr("keep_aspect_ratio_policy", policy, "unknown policy")
     axes = node.attr("axes", None)
     shape = ctx.shape(node.input(0))
     scales = _const_values(node, ctx, 2, "scales")
-    sizes = _const_values(node, ctx, 3, "sizes") if scales is None else None
-    if sizes is not None and policy != "stretch":
-        node.reject_attr("keep_aspect_ratio_policy", policy, "only 'stretch' is supported with sizes")
-    if scales is not None and sizes is None and node.input(3) and ctx.const(node.input(3)) is not None:
-        if np.asarray(ctx.const(node.input(3))).size:
-            node.reject("both scales and sizes are given")
-    factors = _factors(node, ctx, shape, scales, sizes, axes)
-    return _emit(node, ctx, mode, cmode, nearest_mode, factors)
+    sizes = _const_values(node, ctx, 3, "sizes")
+    if scales is not None and sizes is not None:
+        node.reject("both scales and sizes are given")
+    if scales is not None and policy != "stretch":
+        node.ignore_attr("keep_aspect_ratio_policy", "only used with sizes")
+        policy = "stretch"
+    axes_scales = _axes_scales(node, ctx, shape, scales, sizes, axes, policy)
+    return _convert(node, ctx, mode, cmode, nearest_mode, axes_scales, cubic_a, exclude, antialias)

@@ -1,4 +1,12 @@
-"""Split and Slice (step 1) -> Caffe Slice with slice_point; pieces nobody reads go to a Silence layer."""
+"""Split and Slice -> Caffe Slice with slice_point; pieces nobody reads go to a Silence layer.
+
+Slice with steps: a step s > 1 keeps every s-th element (YOLOv5's Focus: x[..., ::2, ::2], x[..., 1::2, ::2]): a
+crop to exactly (count - 1) * s + 1 elements, then AVE Pooling with kernel 1 and stride s (both spatial axes of a
+4-D tensor in one pooling, any other axis through a (P, 1, D, R) view). A window of one element divided by 1 is
+a copy: bit-exact, inf and NaN included; no multiply-adds. A negative step reverses the axis (torch.flip): the
+kept elements are picked in ascending order, then reversed by one Slice into single entries and one Concat in
+reverse order (copies; one blob per element of the reversed axis).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +15,7 @@ import numpy as np
 from onnx2caffe.registry import register
 
 from ._compose import fresh, norm_axis, silence, slice_range
+from ._resample import finish, flip, pick
 
 
 def _unused(ctx, tensor: str) -> bool:
@@ -67,6 +76,26 @@ def split(node, ctx):
     return layers + silence(ctx, node, unused)
 
 
+def _axis_range(node, a: int, dim: int, start: int, end: int, step: int) -> range:
+    """The indices ONNX Slice keeps along one axis (its clamping rules for both step signs)."""
+    if step == 0:
+        node.reject(f"step 0 on axis {a}")
+    if start < 0:
+        start += dim
+    if end < 0:
+        end += dim
+    if step > 0:
+        start, end = min(max(start, 0), dim), min(max(end, 0), dim)
+    else:
+        start, end = min(max(start, 0), dim - 1), min(max(end, -1), dim - 1)
+    kept = range(start, end, step)
+    if not kept:
+        node.reject(
+            f"the slice [{start}:{end}:{step}] of axis {a} (size {dim}) is empty; Caffe blobs cannot be empty"
+        )
+    return kept
+
+
 def _slice(node, ctx, starts, ends, axes, steps):
     x, y = node.input(0), node.output(0)
     shape = ctx.shape(x)
@@ -79,38 +108,51 @@ def _slice(node, ctx, starts, ends, axes, steps):
         steps = [1] * len(starts)
     if not len(axes) == len(steps) == len(starts):
         node.reject("starts, ends, axes and steps differ in length")
-    cuts = {}
+    cuts, strided = {}, {}
     for start, end, axis, step in zip(starts, ends, axes, steps, strict=True):
         a = norm_axis(node, axis, rank, "axes")
-        if a in cuts:
+        if a in cuts or a in strided:
             node.reject(f"axis {a} is sliced twice")
-        if step != 1:
-            node.reject(f"step {step} on axis {a}: Caffe Slice only takes contiguous ranges (step 1)")
-        dim = shape[a]
-        s = start + dim if start < 0 else start
-        e = end + dim if end < 0 else end
-        s, e = min(max(s, 0), dim), min(max(e, 0), dim)
-        if e <= s:
-            node.reject(
-                f"the slice [{start}:{end}] of axis {a} (size {dim}) is empty; Caffe blobs cannot be empty"
-            )
-        if (s, e) != (0, dim):
-            cuts[a] = (s, e)
-    want = tuple((cuts[a][1] - cuts[a][0]) if a in cuts else shape[a] for a in range(rank))
+        kept = _axis_range(node, a, shape[a], start, end, step)
+        if kept.step == 1:
+            if (kept.start, kept.stop) != (0, shape[a]):
+                cuts[a] = (kept.start, kept.stop)
+        else:
+            strided[a] = kept
+    want = tuple(
+        len(strided[a]) if a in strided else (cuts[a][1] - cuts[a][0]) if a in cuts else shape[a]
+        for a in range(rank)
+    )
     got = ctx.graph.shape(y)
     if got is not None and tuple(got) != want:
         node.reject(f"output has inferred shape {got}, expected {want}")
     bottom, top = ctx.blob(x), ctx.blob(y)
-    if not cuts:
+    if not cuts and not strided:
         return slice_range(ctx, node, bottom, top, 0, shape[0], 0, shape[0], [])
     layers, unused = [], []
     order = sorted(cuts)
+    cur = tuple(shape)
     for k, a in enumerate(order):
-        out = top if k == len(order) - 1 else fresh(ctx, node, f"axis{a}")
+        out = top if k == len(order) - 1 and not strided else fresh(ctx, node, f"axis{a}")
         s, e = cuts[a]
         layers += slice_range(ctx, node, bottom, out, a, shape[a], s, e, unused)
         bottom = out
-    return layers + silence(ctx, node, unused)
+        cur = cur[:a] + (e - s,) + cur[a + 1 :]
+    layers += silence(ctx, node, unused)
+    if strided:
+        # every kept index list ascending: start, stride, count; the reversed axes are flipped afterwards
+        picks = {}
+        for a, kept in strided.items():
+            lo = min(kept[0], kept[-1])
+            picks[a] = (lo, abs(kept.step), len(kept))
+        more, bottom, cur = pick(ctx, node, bottom, cur, picks)
+        layers += more
+        for a, kept in sorted(strided.items()):
+            if kept.step < 0 and len(kept) > 1:
+                more, bottom, cur = flip(ctx, node, bottom, cur, a)
+                layers += more
+        layers = finish(ctx, node, layers, bottom, top)
+    return layers
 
 
 @register("Slice", since=1, until=10, layers=("Slice", "Silence"))
@@ -123,9 +165,16 @@ def slice_v1(node, ctx):
     return _slice(node, ctx, starts, ends, node.attr("axes", None), None)
 
 
-@register("Slice", since=10, layers=("Slice", "Silence"))
+@register(
+    "Slice",
+    since=10,
+    layers=("Slice", "Silence", "Pooling", "Concat", "Reshape", "Power"),
+    notes="constant starts/ends/axes/steps -> one Slice per cut axis; step s > 1: exact crop + AVE Pooling kernel 1 "
+    "stride s; negative steps: Slice + Concat reversed (copies, bit-exact, no MACs)",
+)
 def slice_v10(node, ctx):
-    """Slice with constant starts/ends/axes/steps inputs (step 1 only): one Caffe Slice per cut axis."""
+    """Slice with constant starts/ends/axes/steps inputs: one Caffe Slice per cut axis; steps > 1 a crop and an
+    AVE Pooling kernel 1 stride s (copies, bit-exact); negative steps also Slice + Concat reversed (copies)."""
     starts = _const_ints(node, ctx, 1, "starts")
     ends = _const_ints(node, ctx, 2, "ends")
     if starts is None or ends is None:

@@ -110,19 +110,93 @@ def test_slice_axes_default(tmp_path):
     assert _types(net).count("Slice") == 2 and _types(net).count("Silence") == 1
 
 
-@pytest.mark.parametrize(
-    ("starts", "ends", "steps", "reason"),
-    [([0], [8], [2], "step 2"), ([7], [0], [-1], "step -1"), ([5], [2], [1], "empty")],
-)
-def test_slice_refused(tmp_path, starts, ends, steps, reason):
+def _slice_model(shape, starts, ends, axes, steps, opset=13):
     inits = {
         "starts": np.array(starts, np.int64),
         "ends": np.array(ends, np.int64),
-        "axes": np.array([1], np.int64),
+        "axes": np.array(axes, np.int64),
         "steps": np.array(steps, np.int64),
     }
     node = helper.make_node("Slice", ["x", "starts", "ends", "axes", "steps"], ["y"])
-    model = make_model([node], {"x": (1, 8, 2, 2)}, {"y": None}, initializers=inits, opset=13)
+    return make_model([node], {"x": shape}, {"y": None}, initializers=inits, opset=opset)
+
+
+BIG = 2**62
+STEPPED = [
+    # (shape, starts, ends, axes, steps)
+    ((1, 3, 8, 8), [0, 0], [BIG, BIG], [2, 3], [2, 2]),  # Focus: x[..., ::2, ::2]
+    ((1, 3, 8, 8), [1, 0], [BIG, BIG], [2, 3], [2, 2]),  # x[..., 1::2, ::2]
+    ((1, 3, 9, 7), [1, 1], [BIG, BIG], [2, 3], [2, 3]),  # odd sizes, different strides
+    ((1, 3, 9, 7), [2, -1], [8, 0], [2, 3], [3, -2]),  # a step and a negative step
+    ((1, 8, 4, 4), [1], [BIG], [1], [3]),  # channels
+    ((2, 6, 5), [0, 4], [BIG, -BIG], [0, 1], [1, -1]),  # rank 3 flip
+    ((1, 3, 5, 6), [-1], [-BIG], [3], [-1]),  # torch.flip of W
+    ((1, 3, 5, 6), [3, -1], [1, -BIG], [2, 3], [-1, -2]),
+    ((1, 2, 3, 4, 6), [0, 5], [BIG, 0], [2, 4], [2, -2]),  # rank 5
+    ((1, 3, 8, 8), [1, 2, 0], [7, BIG, 5], [1, 2, 3], [1, 2, 1]),  # cuts and a step
+]
+
+
+@pytest.mark.parametrize("opset", [10, 13])
+@pytest.mark.parametrize(("shape", "starts", "ends", "axes", "steps"), STEPPED)
+def test_slice_steps(tmp_path, opset, shape, starts, ends, axes, steps):
+    """Steps > 1 (a crop and a stride-s kernel-1 pooling) and negative steps (reversed by Slice + Concat): copies."""
+    model = _slice_model(shape, starts, ends, axes, steps, opset)
+    net = check_conversion(model, tmp_path, **EXACT)
+    assert set(_types(net)) <= {"Input", "Slice", "Silence", "Pooling", "Concat", "Reshape", "Power"}
+    assert net.outputs == ["y"]
+
+
+def test_focus(tmp_path):
+    """YOLOv5's Focus: four stepped slices concatenated on channels (space to depth)."""
+    nodes, inits = [], {}
+    for k, (h, w) in enumerate([(0, 0), (1, 0), (0, 1), (1, 1)]):
+        inits[f"s{k}"] = np.array([h, w], np.int64)
+        nodes.append(helper.make_node("Slice", ["x", f"s{k}", "e", "ax", "st"], [f"p{k}"]))
+    inits.update(
+        e=np.array([BIG, BIG], np.int64), ax=np.array([2, 3], np.int64), st=np.array([2, 2], np.int64)
+    )
+    nodes.append(helper.make_node("Concat", [f"p{k}" for k in range(4)], ["y"], axis=1))
+    model = make_model(nodes, {"x": (1, 3, 16, 16)}, {"y": None}, initializers=inits, opset=13)
+    net = check_conversion(model, tmp_path, **EXACT)
+    assert _types(net).count("Pooling") == 4
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+@pytest.mark.parametrize("dynamo", [False, True])
+@pytest.mark.parametrize("what", ["focus", "flip", "every_third_channel"])
+def test_torch_stepped_slices(tmp_path, what, dynamo):
+    import io
+
+    import onnx
+    import torch
+
+    class Net(torch.nn.Module):
+        def forward(self, x):
+            if what == "focus":
+                return torch.cat(
+                    [x[..., ::2, ::2], x[..., 1::2, ::2], x[..., ::2, 1::2], x[..., 1::2, 1::2]], 1
+                )
+            if what == "flip":
+                return torch.flip(x, [3]) + 1
+            return x[:, ::3] * 2
+
+    x = torch.randn(1, 6, 8, 10)
+    if dynamo:
+        model = torch.onnx.export(Net().eval(), (x,), dynamo=True, verbose=False).model_proto
+    else:
+        buf = io.BytesIO()
+        torch.onnx.export(Net().eval(), (x,), buf, dynamo=False, opset_version=13)
+        model = onnx.load_from_string(buf.getvalue())
+    check_conversion(model, tmp_path, **EXACT)
+
+
+@pytest.mark.parametrize(
+    ("starts", "ends", "steps", "reason"),
+    [([5], [2], [1], "empty"), ([2], [5], [-1], "empty")],
+)
+def test_slice_refused(tmp_path, starts, ends, steps, reason):
+    model = _slice_model((1, 8, 2, 2), starts, ends, [1], steps)
     from onnx2caffe import convert
 
     with pytest.raises(ConversionError, match=reason):

@@ -171,6 +171,7 @@ def test_fold_pad_into_maxpool_needs_non_negative_input(tmp_path):
     model = make_model(nodes, {"x": (1, 3, 9, 9)}, {"y": None}, inits)
     g, applied = _passed(model, ["fold_pad_into_conv_pool"])
     assert _ops(g) == ["Pad", "MaxPool"] and not applied
+    check_conversion(model, tmp_path, max_rel=0.0)  # a standalone Pad, then the pool: copies and max only
 
 
 @pytest.mark.parametrize(
@@ -181,7 +182,7 @@ def test_fold_pad_into_maxpool_needs_non_negative_input(tmp_path):
         ([0, 0, 1, 1, 0, 0, 1, 1], 0.0, "reflect"),
     ],
 )
-def test_pad_not_folded(pads, value, mode):
+def test_pad_not_folded(tmp_path, pads, value, mode):
     nodes = [
         helper.make_node("Pad", ["x", "pads", "v"], ["p"], mode=mode),
         helper.make_node("Conv", ["p", "w"], ["y"]),
@@ -194,6 +195,9 @@ def test_pad_not_folded(pads, value, mode):
     model = make_model(nodes, {"x": (1, 3, 6, 6)}, {"y": None}, inits)
     g, applied = _passed(model, ["fold_pad_into_conv_pool"])
     assert _ops(g) == ["Pad", "Conv"] and not applied
+    # the standalone Pad mapper takes what the pass leaves
+    net = check_conversion(model, tmp_path, max_rel=TOL)
+    assert "Concat" in [layer.type for layer in net.layers]
 
 
 def test_remove_dead_nodes():

@@ -7,6 +7,8 @@ Exact only when the padded zeros reach the consumer as its own padding would:
 - MaxPool: its padding is ignored (-inf), equal to zero padding only when the input is known non-negative
   (produced by Relu, Sigmoid, Clip with min >= 0, ...), pads stay below the kernel, and floor mode.
 The result may be asymmetric; the Conv / pooling mappers handle asymmetric pads exactly.
+Every other Pad (non-zero constants, reflect / edge / wrap, negative pads, a MaxPool input that may be negative,
+any axis) stays a node for the Pad mapper (op_mappers/pad.py: Slice + Concat copies).
 """
 
 from __future__ import annotations

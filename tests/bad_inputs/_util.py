@@ -30,15 +30,37 @@ def run_cli(capsys, *args: str) -> tuple[int, str, str]:
     return rc, out, err
 
 
+MEMORY_CAP = 8 * 2**30  # address space of the CLI in the size-limit tests: what does not fit must be refused
+
+
+def _cap_address_space(nbytes: int):
+    def apply() -> None:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, (nbytes, nbytes))
+
+    return apply
+
+
 def run_script(
-    *args: str, cwd: str | os.PathLike | None = None, timeout: float = 120
+    *args: str,
+    cwd: str | os.PathLike | None = None,
+    timeout: float = 120,
+    memory_cap: int | None = None,
 ) -> tuple[int, str, str]:
-    """The installed console script in a subprocess; returns (exit code, stdout, stderr)."""
+    """The installed console script in a subprocess; returns (exit code, stdout, stderr). memory_cap: an
+    RLIMIT_AS in bytes for the subprocess (and the Caffe worker it starts), e.g. MEMORY_CAP."""
     exe = str(CONSOLE_SCRIPT) if CONSOLE_SCRIPT.exists() else None
     cmd = [exe] if exe else [sys.executable, "-m", "onnx2caffe.cli"]
     env = dict(os.environ, GLOG_minloglevel="2", PYTHONWARNINGS="ignore")
     p = subprocess.run(
-        cmd + [str(a) for a in args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env
+        cmd + [str(a) for a in args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        preexec_fn=_cap_address_space(memory_cap) if memory_cap else None,
     )
     return p.returncode, p.stdout, p.stderr
 
