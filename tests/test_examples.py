@@ -72,15 +72,6 @@ FAMILY_EXAMPLES = [
     ("attention_blocks.py", ["cbam_net", "sk_net", "bisenet_lite"]),
     ("timm_backbone.py", ["mobilenetv3_large_100"]),
 ]
-# Examples whose nets wait for a mapper group written in parallel (issue 9): the ops they may still be refused for.
-# Refused for any other op, the test fails; once they convert, they must verify (then drop the entry).
-PENDING_EXAMPLES = {
-    "detection_heads.py": {"Transpose"},
-    "mtcnn.py": {"Transpose"},
-    "crnn.py": {"LSTM"},
-    "super_resolution.py": {"DepthToSpace", "Pad"},
-    "attention_blocks.py": {"ReduceMean", "ReduceMax", "ReduceSum", "Resize", "Add"},
-}
 
 
 @pytest.mark.slow
@@ -97,10 +88,6 @@ def test_family_examples(script, names, tmp_path):
         cwd=ROOT,
         timeout=1800,
     )
-    if proc.returncode == 2 and script in PENDING_EXAMPLES and "cannot convert" in proc.stderr:
-        refused = set(re.findall(r"node '[^']*' \((?:[\w.]+::)?(\w+), opset", proc.stderr))
-        assert refused and refused <= PENDING_EXAMPLES[script], proc.stderr[-2000:]
-        pytest.xfail(f"waits for mappers of {', '.join(sorted(refused))} (issue 9)")
     assert proc.returncode == 0, proc.stderr[-3000:]
     found = re.findall(r"agreement: worst max_rel (\S+) over (\d+) runtime", proc.stdout)
     assert len(found) == len(names), proc.stdout[-2000:]

@@ -26,17 +26,6 @@ from onnx2caffe.families_models import FamilyNet, family_nets, get_net, isolate_
 
 pytestmark = pytest.mark.slow
 
-# Nets of the CI subset that wait for a mapper group being written in parallel (issue 9): the ops each may still be
-# refused for. A net listed here that is refused for any OTHER op fails; one that verifies passes (then drop it).
-PENDING: dict[str, set[str]] = {
-    "yolo11n.ultralytics": {"MatMul", "Transpose"},
-    # ultralytics' unsimplified export declares output0 with symbolic dims, which the converter keeps (Concat)
-    "yolov3-tinyu.ultralytics": {"Pad", "Concat"},
-    "smp-fpn-mobilenet_v2": {"Resize", "ReduceSum"},
-    "smp-manet-resnet18": {"MatMul"},
-    "fcos_resnet50_fpn": {"Transpose"},
-    "crnn-gru": {"GRU"},
-}
 FORK_TYPES = {"Permute", "Threshold", "Bias", "Reduction", "Clip", "ArgMax", "Interp", "Upsample", "ReLU6"}
 
 
@@ -76,11 +65,6 @@ def test_ci_net(name, caffe_runtimes, package_dir, tmp_path):
     families_table.print_record(rec)
     assert rec["input_shape"] == list(net.ci_shape or net.shape)
     assert rec["exporter"] == net.exporter
-    if rec["outcome"] == "refused" and name in PENDING:
-        refused = set(families_table.refused_ops(rec))
-        assert refused <= PENDING[name], f"refused for ops not pending: {refused - PENDING[name]}"
-        assert not (tmp_path / name / f"{name}.caffemodel").exists()
-        pytest.xfail(f"waits for mappers of {', '.join(sorted(refused))} (issue 9)")
     assert rec["outcome"] == "verified", rec.get("message")
     _check_verified(rec, caffe_runtimes, tmp_path)
 
