@@ -375,11 +375,17 @@ def get_net(name: str) -> FamilyNet:
     raise KeyError(f"unknown family net {name!r}" + (f" (did you mean {', '.join(close)}?)" if close else ""))
 
 
+# distributions a package may be installed as (ultralytics also comes as its opencv-headless build)
+_DISTRIBUTIONS = {"ultralytics": ("ultralytics", "ultralytics-opencv-headless")}
+
+
 def package_version(package: str) -> str:
+    """'package version' of the installed distribution (the source column of docs/families.md)."""
     if package == "onnx2caffe":
         return "onnx2caffe.family_nets"
     from importlib import metadata
 
-    with contextlib.suppress(metadata.PackageNotFoundError):
-        return f"{package} {metadata.version(package)}"
+    for dist in _DISTRIBUTIONS.get(package, (package,)):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            return f"{dist} {metadata.version(dist)}"
     return package

@@ -151,7 +151,7 @@ def render_markdown(records: list[dict]) -> str:
         "",
         f"{len(records)} nets: " + ", ".join(f"{n} {k}" for k, n in sorted(outcomes.items())) + ".",
         "",
-        "| family | nets | verified | refused | other | worst max_rel (pycaffe / opencv) | worst cosine |",
+        "| family | nets | verified | refused | other | worst max_rel (pycaffe / opencv) | worst 1 - cosine |",
         "|---|---:|---:|---:|---:|---|---|",
     ]
     families = _per_family(records)
@@ -161,7 +161,7 @@ def render_markdown(records: list[dict]) -> str:
         rel = " / ".join(
             f"{w[rt]['max_rel']:.1e} ({w[rt]['max_rel_model']})" if rt in w else "-" for rt in RUNTIMES
         )
-        cos = " / ".join(f"{w[rt]['cosine']:.7f}" if rt in w else "-" for rt in RUNTIMES)
+        cos = " / ".join(f"{1 - w[rt]['cosine']:.1e}" if rt in w else "-" for rt in RUNTIMES)
         lines.append(
             f"| {fam} | {len(recs)} | {c['verified']} | {c['refused']} | "
             f"{len(recs) - c['verified'] - c['refused']} | {rel} | {cos} |"
