@@ -26,8 +26,10 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[opencv,vision,test,families]'
-	$(BIN)/pip install -q --no-deps 'facenet-pytorch==2.6.0'  # its metadata pins torch<2.3; it runs on ours
+	$(BIN)/pip install -q -e '.[opencv,vision,test,ncnn,families]'
+	# facenet-pytorch (MTCNN's real weights: the ncnn int8 test and example, the family zoo) without its
+	# dependencies: its metadata pins a torch and numpy older than ours; it runs on them
+	$(BIN)/pip install -q --no-deps 'facenet-pytorch>=2.5'
 	touch $(STAMP)
 
 caffe:
@@ -55,6 +57,7 @@ demo: venv
 
 bench: install
 	$(PY) benchmarks/write_caffemodel.py
+	$(PY) benchmarks/ncnn_writer.py
 	ONNX2CAFFE_CAFFE_ROOT=$(abspath $(CAFFE)) $(PY) benchmarks/pipeline.py
 	ONNX2CAFFE_CAFFE_ROOT=$(abspath $(CAFFE)) $(PY) benchmarks/calibrate.py
 
