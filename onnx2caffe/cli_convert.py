@@ -8,7 +8,7 @@ HELP = "convert an ONNX model to Caffe and check it against onnxruntime"
 
 DESCRIPTION = """\
 Convert MODEL (.onnx) to PREFIX.prototxt + PREFIX.caffemodel, plus PREFIX.names.json (ONNX tensor name ->
-Caffe blob name). Then a seeded random input is run through onnxruntime and the Caffe runtime(s); each
+Caffe blob name) and PREFIX.layers.json (the ONNX node(s) each Caffe layer came from). Then a seeded random input is run through onnxruntime and the Caffe runtime(s); each
 graph output must agree within max_rel <= 1e-4 (max abs error / max |reference|) and cosine >= 0.99999.
 
 Input shapes must be static. An ONNX file with dynamic dimensions (e.g. exported with dynamic axes) takes
@@ -22,7 +22,7 @@ inferred one, a Reshape changing the element count), unsupported nodes (all list
 needs more memory than one node may use, and a check that would not fit in the available memory (use
 --no-check or a smaller input shape).
 
-Once written, the three files are complete and stay. If the check then fails (exit 1: outside tolerance)
+Once written, the four files are complete and stay. If the check then fails (exit 1: outside tolerance)
 or cannot finish (exit 2: no runtime, a runtime error, out of memory), the error names the files and says
 they are UNVERIFIED; they are kept for inspection with `onnx2caffe verify`. With --no-check they are written
 unchecked.
@@ -161,7 +161,8 @@ def _refuse_export_options(args: argparse.Namespace) -> None:
 
 def _print_result(result, args, format_report) -> None:
     print(
-        f"wrote {result.prototxt}, {result.caffemodel}, {result.names_json} ({len(result.net.layers)} layers)"
+        f"wrote {result.prototxt}, {result.caffemodel}, {result.names_json}, {result.layers_json} "
+        f"({len(result.net.layers)} layers)"
     )
     if result.report:
         print(f"check against onnxruntime (seed {args.seed}):")

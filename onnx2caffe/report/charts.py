@@ -1,0 +1,194 @@
+"""Charts for the report pages, drawn by matplotlib and embedded as inline SVG.
+
+matplotlib's object API only (Figure, no pyplot): no GUI backend is chosen and no global figure state is
+touched, so importing onnx2caffe in a notebook changes nothing there. Text stays text in the SVG
+(svg.fonttype none: smaller, selectable, drawn in the page's sans-serif font) and each chart gets its own
+hash salt, so the ids matplotlib writes are stable from run to run and distinct between the charts of a page.
+
+Log axes cannot show 0 (an exact match) or infinity (a missing blob); such values are drawn at the bottom or
+the top edge of the axis with their own marker, and the legend says so.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import re
+from collections.abc import Mapping, Sequence
+
+# colour-blind-safe (Okabe-Ito), one per runtime / method
+COLORS = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000"]
+
+
+def _rc(salt: str) -> dict:
+    return {
+        "svg.fonttype": "none",
+        "svg.hashsalt": salt,
+        "font.family": "sans-serif",
+        "font.sans-serif": ["DejaVu Sans", "Arial", "Helvetica"],
+        "font.size": 9,
+        "axes.titlesize": 10,
+        "axes.grid": True,
+        "grid.color": "#e1e4e8",
+        "grid.linewidth": 0.6,
+        "axes.axisbelow": True,
+        "legend.fontsize": 8,
+        "legend.framealpha": 0.9,
+    }
+
+
+def svg_of(fig, label: str) -> str:
+    """The figure as an inline <svg> element scaling to its container (no XML prolog, no fixed size)."""
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
+    text = buf.getvalue()
+    start = text.index("<svg")
+    text = text[start:]
+    head_end = text.index(">")
+    head = re.sub(r'\s(width|height)="[^"]*"', "", text[:head_end])
+    safe = label.replace("&", "&amp;").replace('"', "&quot;").replace("<", "&lt;")
+    head += f' role="img" aria-label="{safe}" preserveAspectRatio="xMidYMid meet"'
+    return head + text[head_end:].rstrip()
+
+
+def _finite_floor(values: Sequence[float | None], default: float) -> float:
+    pos = [v for v in values if v is not None and math.isfinite(v) and v > 0]
+    return 10 ** math.floor(math.log10(min(pos)) - 1) if pos else default
+
+
+def error_chart(
+    positions: Sequence[int],
+    series: Mapping[str, tuple[Sequence[float | None], Sequence[float | None]]],
+    max_rel: float,
+    min_cosine: float,
+    first_bad: Mapping[str, tuple[int, str] | None],
+    salt: str = "verify",
+) -> str:
+    """Two panels along the Caffe layer order: max_rel (log) and 1 - cosine (log), one line per runtime,
+    the tolerance drawn, the first layer outside tolerance per runtime marked. series: runtime ->
+    (max_rel per position, cosine per position), None where the blob was not compared. first_bad:
+    runtime -> (position, layer name) or None."""
+    import matplotlib
+    from matplotlib.figure import Figure
+
+    with matplotlib.rc_context(_rc(salt)):
+        fig = Figure(figsize=(12.4, 6.2), layout="constrained")
+        ax_rel, ax_cos = fig.subplots(2, 1, sharex=True)
+        all_rel = [v for rel, _ in series.values() for v in rel]
+        all_gap = [None if c is None else 1.0 - c for _, cos in series.values() for c in cos]
+        rel_floor = min(_finite_floor(all_rel, 1e-9), max_rel / 100)
+        gap_floor = min(_finite_floor(all_gap, 1e-12), (1.0 - min_cosine) / 100)
+        panels = (
+            (ax_rel, 0, rel_floor, max_rel, "max_rel  (max |error| / max |reference|)", "max_rel"),
+            (ax_cos, 1, gap_floor, 1.0 - min_cosine, "1 - cosine", "cosine"),
+        )
+        edge_notes = set()
+        for ax, which, floor, tol, ylabel, tol_name in panels:
+            top = floor
+            for k, (rt, vals) in enumerate(series.items()):
+                color = COLORS[k % len(COLORS)]
+                ys, zeros, infs = [], [], []
+                for x, v in zip(positions, vals[which], strict=True):
+                    if v is None:
+                        ys.append(math.nan)
+                        continue
+                    y = v if which == 0 else 1.0 - v
+                    if not math.isfinite(y):
+                        infs.append(x)
+                        ys.append(math.nan)
+                    elif y <= floor:
+                        zeros.append(x)
+                        ys.append(floor)
+                    else:
+                        ys.append(y)
+                        top = max(top, y)
+                ax.plot(positions, ys, "-", color=color, lw=1.1, marker="o", ms=2.4, label=rt, alpha=0.9)
+                if zeros:
+                    edge_notes.add("zero")
+                if infs:
+                    edge_notes.add("inf")
+                    ax.plot(infs, [math.inf] * len(infs), "x", color=color, ms=6, mew=1.6, clip_on=False)
+            ceiling = max(top, tol) * 30
+            ax.set_yscale("log")
+            ax.set_ylim(floor / 2, ceiling)
+            ax.axhline(tol, color="#c0362c", ls="--", lw=1.2, label=f"tolerance {tol_name}")
+            ax.set_ylabel(ylabel)
+            for k, (rt, bad) in enumerate(first_bad.items()):
+                if bad is None:
+                    continue
+                pos, layer = bad
+                color = COLORS[list(series).index(rt) % len(COLORS)] if rt in series else COLORS[k]
+                ax.axvline(pos, color=color, ls=":", lw=1.4)
+                if which == 0:
+                    short = layer if len(layer) <= 40 else layer[:37] + "..."
+                    ax.annotate(
+                        f"{rt}: first outside tolerance\n#{pos} {short}",
+                        xy=(pos, tol),
+                        xytext=(8, 18 + 24 * k),
+                        textcoords="offset points",
+                        color=color,
+                        fontsize=8,
+                        arrowprops={"arrowstyle": "->", "color": color, "lw": 0.8},
+                    )
+        ax_rel.set_title("Error per Caffe layer against onnxruntime (lower is better; dashed: tolerance)")
+        ax_rel.legend(loc="upper left", ncols=min(4, len(series) + 1))
+        ax_cos.set_xlabel("Caffe layer # (order in the prototxt; see the layer table)")
+        if positions:
+            ax_cos.set_xlim(min(positions) - 0.5, max(positions) + 0.5)
+        note = []
+        if "zero" in edge_notes:
+            note.append("exact (0) drawn on the bottom edge")
+        if "inf" in edge_notes:
+            note.append("x on the top edge: blob missing or infinite error")
+        if note:
+            fig.text(0.995, 0.005, "; ".join(note), ha="right", va="bottom", fontsize=7.5, color="#57606a")
+        return svg_of(fig, "max_rel and 1 - cosine per Caffe layer, one line per runtime")
+
+
+def histogram_chart(
+    edges_max: float,
+    counts: Sequence[int],
+    thresholds: Mapping[str, float],
+    chosen: str,
+    title: str,
+    salt: str,
+    display_bins: int = 256,
+) -> str:
+    """|x| histogram (log counts) of one blob over [0, edges_max], bins merged to display_bins, with a
+    vertical line per method's threshold (the chosen one solid, the others dashed)."""
+    import matplotlib
+    import numpy as np
+    from matplotlib.figure import Figure
+
+    c = np.asarray(counts, dtype=np.float64)
+    if display_bins and c.size > display_bins and c.size % display_bins == 0:
+        c = c.reshape(display_bins, -1).sum(axis=1)
+    edges = np.linspace(0.0, edges_max, c.size + 1)
+    with matplotlib.rc_context(_rc(salt)):
+        fig = Figure(figsize=(5.4, 2.5), layout="constrained")
+        ax = fig.subplots()
+        shown = np.where(c > 0, c, np.nan)
+        ax.stairs(np.nan_to_num(shown, nan=0.0), edges, fill=True, color="#8c959f", alpha=0.55, lw=0)
+        ax.stairs(np.nan_to_num(shown, nan=0.0), edges, color="#57606a", lw=0.6)
+        if np.any(c > 0):
+            ax.set_yscale("log")
+            ax.set_ylim(0.7, float(c.max()) * 3)
+        order = [chosen] + [m for m in thresholds if m != chosen]
+        for m in order:
+            if m not in thresholds or thresholds[m] is None:
+                continue
+            k = list(thresholds).index(m)
+            color = COLORS[k % len(COLORS)]
+            ax.axvline(
+                min(thresholds[m], edges_max),
+                color=color,
+                lw=1.8 if m == chosen else 1.0,
+                ls="-" if m == chosen else "--",
+                label=f"{m} {thresholds[m]:.4g}" + (" (chosen)" if m == chosen else ""),
+            )
+        ax.set_xlim(0, edges_max)
+        ax.set_xlabel("|x|")
+        ax.set_ylabel("count")
+        ax.set_title(title if len(title) <= 60 else title[:57] + "...", loc="left")
+        ax.legend(loc="upper right", fontsize=7)
+        return svg_of(fig, f"histogram of |x| with thresholds: {title}")
