@@ -27,6 +27,10 @@ or cannot finish (exit 2: no runtime, a runtime error, out of memory), the error
 they are UNVERIFIED; they are kept for inspection with `onnx2caffe verify`. With --no-check they are written
 unchecked.
 
+--html FILE also writes one self-contained HTML page: per ONNX op type the nodes and the Caffe layers they
+became, the passes applied, the agreement table; for a refused model, every refused node with its reason
+(then the page is the only file written).
+
 One step from PyTorch: when MODEL is a PyTorch model (torchvision:NAME, module.path:callable, or a TorchScript
 file with --input-shape), it is first exported exactly as `onnx2caffe export` does (same options) to
 PREFIX.onnx, then that file is converted.
@@ -59,6 +63,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--min-cosine", type=float, default=None, help="tolerance on cosine (default 0.99999)"
     )
+    parser.add_argument("--html", metavar="FILE", default=None, help="also write an HTML report page")
     group = parser.add_argument_group(
         "one step from PyTorch (as `onnx2caffe export`); --input-shape also fixes an ONNX file's dynamic inputs"
     )
@@ -95,9 +100,13 @@ def _is_pytorch_model(args: argparse.Namespace) -> bool:
 def run(args: argparse.Namespace) -> int:
     from onnx2caffe.compare import DEFAULT_MAX_REL, DEFAULT_MIN_COSINE
     from onnx2caffe.convert import convert, format_report
-    from onnx2caffe.errors import ToleranceError
+    from onnx2caffe.errors import ConversionError, ToleranceError
     from onnx2caffe.runtimes import RUNTIME_NAMES
 
+    if args.html:
+        from onnx2caffe.report.html import check_destination
+
+        check_destination(args.html)
     model = args.model
     if _is_pytorch_model(args):
         from onnx2caffe.cli_export import run_export
@@ -133,9 +142,26 @@ def run(args: argparse.Namespace) -> int:
         result = getattr(err, "result", None)
         if result is not None:
             _print_result(result, args, format_report)
+            _write_html(args, model, result, err)
+        raise
+    except ConversionError as err:
+        if getattr(err, "errors", None):  # refused nodes: the page lists them
+            _write_html(args, model, None, err)
         raise
     _print_result(result, args, format_report)
+    _write_html(args, model, result, None)
     return 0
+
+
+def _write_html(args, model, result, error) -> None:
+    if not args.html:
+        return
+    from onnx2caffe.report import convert_page
+
+    size = convert_page.write(
+        args.html, model, args.output, result, error, seed=args.seed, checked=not args.no_check
+    )
+    print(f"wrote {args.html} ({size // 1024} KB)")
 
 
 def _refuse_export_options(args: argparse.Namespace) -> None:

@@ -16,42 +16,11 @@ import onnx
 import pytest
 from bad_inputs._util import assert_clean_error, files_under, run_cli
 from chromium import assert_renders
-from onnx import helper
-from onnx_testing import make_model
+from report_cases import report_model
 
 from onnx2caffe.caffe_net import CaffeNet
 from onnx2caffe.convert import convert
 from onnx2caffe.runtimes import available_runtimes
-
-
-def _model() -> onnx.ModelProto:
-    rng = np.random.default_rng(3)
-
-    def w(*shape):
-        return (rng.standard_normal(shape) * 0.3).astype(np.float32)
-
-    nodes = [
-        helper.make_node("Pad", ["x", "pads"], ["padded"], mode="constant", name="pad0"),
-        helper.make_node("Conv", ["padded", "w1", "b1"], ["c1"], name="conv1"),
-        helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
-        helper.make_node("Identity", ["r1"], ["r1_copy"], name="copy"),
-        helper.make_node("Conv", ["r1_copy", "w2", "b2"], ["c2"], pads=[1, 1, 1, 1], name="conv2"),
-        helper.make_node("Flatten", ["c2"], ["f"], name="flat"),
-        helper.make_node("LayerNormalization", ["f", "g", "beta"], ["n"], axis=-1, name="norm"),
-        helper.make_node("Gemm", ["n", "wf", "bf"], ["logits"], transB=1, name="fc"),
-    ]
-    inits = {
-        "pads": np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64),
-        "w1": w(4, 3, 3, 3),
-        "b1": w(4),
-        "w2": w(4, 4, 3, 3),
-        "b2": w(4),
-        "g": w(4 * 8 * 8) + 1.0,
-        "beta": w(4 * 8 * 8),
-        "wf": w(5, 4 * 8 * 8),
-        "bf": w(5),
-    }
-    return make_model(nodes, {"x": (1, 3, 8, 8)}, {"logits": None}, inits, opset=17)
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +36,7 @@ def runtimes():
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory, runtimes):
     d = tmp_path_factory.mktemp("report_verify")
-    onnx.save(_model(), str(d / "m.onnx"))
+    onnx.save(report_model(), str(d / "m.onnx"))
     convert(str(d / "m.onnx"), str(d / "m"), check=False)
     return d / "m.onnx", d / "m"
 
