@@ -82,12 +82,13 @@ def test_zoo_shufflenet_uses_channel_shuffle(caffe_runtimes):
 
 def test_zoo_transformer_refused(tmp_path):
     """Swin-T uses GELU (Erf), which has no exact Caffe form: the refusal names it and says why, and no Caffe
-    file is written. Its LayerNorms (ReduceMean over the last axis, Pow, Sqrt, Div) are fused and converted."""
+    file is written. Its LayerNorms (ReduceMean over the last axis, Pow, Sqrt, Div) are fused and converted, its
+    attention MatMuls, Softmax and Transposes composed."""
     rec = zoo.run_model("swin_t", size=112, runtimes=[], keep_dir=str(tmp_path))
     assert rec["outcome"] == "refused", rec.get("message")
     ops = rec["refused_ops"]
     assert ops["Erf"]["count"] >= 1 and "no BVLC Caffe layer computes erf" in ops["Erf"]["reason"]
-    assert not {"Pow", "Sqrt", "ReduceMean", "Div"} & set(ops), sorted(ops)
+    assert not {"Pow", "Sqrt", "ReduceMean", "Div", "MatMul", "Softmax", "Transpose"} & set(ops), sorted(ops)
     assert "Erf" in rec["message"]
     assert sorted(os.listdir(tmp_path / "swin_t")) == ["swin_t.onnx"]  # the export only
 
