@@ -33,6 +33,9 @@ ConvolutionDepthWise takes them; --group 0: one per layer):
                           kernel_size 3, stride 1 (or unset) and group != num_output; max|w| < 1e-4 -> 0
 A bottom blob that is 0 on every image gets activation scale 1.0 (with a warning).
 
+--html FILE also writes one self-contained HTML page: per quantised layer the histogram of |x| of the
+blob it reads with the thresholds of the chosen and the other methods, the clipped share, scale and KL.
+
 Exit status: 0 done; 2 bad input (missing files, no usable image, no quantisable layer, no runtime).
 """
 
@@ -92,6 +95,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="memory for keeping pass-1 activations so pass 2 needs no second forward (default 1024)",
     )  # fmt: skip
     parser.add_argument("--quiet", action="store_true", help="no progress output")
+    parser.add_argument("--html", metavar="FILE", default=None, help="also write an HTML report page")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -102,6 +106,10 @@ def run(args: argparse.Namespace) -> int:
         raise InputFileError(f"--percentile must be in (0, 100], got {args.percentile}")
     if args.workers is not None and args.workers < 1:
         raise InputFileError(f"--workers must be at least 1, got {args.workers}")
+    if args.html:
+        from onnx2caffe.report.html import check_destination
+
+        check_destination(args.html)
     rt = open_runtime(args.runtime)
     try:
         if args.gpu == 1:
@@ -122,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
             size=args.size,
             runtime=rt.name,
             workers=args.workers or min(8, os.cpu_count() or 1),
-            report=args.report,
+            report=args.report or bool(args.html),  # the page shows the histograms
             cache_mb=args.cache_mb,
             progress=not args.quiet,
         )
@@ -136,4 +144,9 @@ def run(args: argparse.Namespace) -> int:
         f"wrote {args.output}: {len(result.layers)} layers, {result.images_used} images{skipped}, "
         f"method {args.method}, runtime {result.runtime}, {result.seconds['total']:.1f} s"
     )
+    if args.html:
+        from onnx2caffe.report import calibrate_page
+
+        size = calibrate_page.write(args.html, {args.method: result}, cfg, {args.method: args.output})
+        print(f"wrote {args.html} ({size // 1024} KB)")
     return 0

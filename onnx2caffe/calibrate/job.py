@@ -94,6 +94,7 @@ class Result:
     seconds: dict[str, float]
     runtime: str
     style: str
+    stats: dict[str, BlobStats] | None = None  # run blob -> its statistics (the --html page's histograms)
 
 
 # --------------------------------------------------------------------------------------------- model
@@ -318,7 +319,7 @@ def run_calibration(cfg: Config, runtime=None, warn: Callable[[str], None] | Non
     )
     seconds["thresholds"] = time.perf_counter() - t0
     seconds["total"] = time.perf_counter() - t_start
-    return Result(results, used, skipped, seconds, rt.name, style)
+    return Result(results, used, skipped, seconds, rt.name, style, stats)
 
 
 def _threshold(st: BlobStats, cfg: Config, q: QuantLayer, warn) -> tuple[M.Threshold, float | None]:

@@ -60,7 +60,8 @@ table.sortable th[aria-sort=descending]::after { content: " \\2193"; color: #1f2
 figure { margin: 10px 0 16px; }
 figure svg { width: 100%; height: auto; display: block; }
 figcaption { color: var(--muted); font-size: 13px; margin-top: 4px; }
-.grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(380px, 1fr)); gap: 10px 18px; }
+.grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(520px, 1fr)); gap: 14px 22px; }
+.grid h3 { font-size: 13px; margin: 0 0 2px; font-weight: 600; }
 .grid figure { margin: 0; break-inside: avoid; }
 .tag { display: inline-block; border: 1px solid var(--line); border-radius: 10px; padding: 0 7px;
   margin: 1px 2px 1px 0; font-size: 12px; background: var(--head); white-space: nowrap; }
@@ -251,15 +252,20 @@ def page(title: str, subtitle: str, body: str, data: dict | None = None) -> str:
 
 
 def check_destination(path: str) -> None:
-    """Refuse a page destination that cannot be written, before the (long) work that fills the page."""
+    """Refuse a page destination that cannot be written, before the (long) work that fills the page: a
+    folder, or a path under a file or an unwritable folder. A missing folder is created when the page is
+    written (as convert does for its outputs)."""
     dest = os.fspath(path)
     if os.path.isdir(dest):
         raise OutputFileError(f"cannot write {dest}: it is a folder")
     folder = os.path.dirname(os.path.abspath(dest))
-    if not os.path.isdir(folder):
-        raise OutputFileError(f"cannot write {dest}: no folder {folder}")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise OutputFileError(f"cannot write {dest}: permission denied (folder {folder})")
+    existing = folder
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise OutputFileError(f"cannot write {dest}: {existing} is not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputFileError(f"cannot write {dest}: permission denied (folder {existing})")
     require_matplotlib()
 
 
@@ -273,6 +279,14 @@ def require_matplotlib() -> None:
 
 
 def write_page(path: str, document: str) -> None:
+    """Write the page atomically (a temporary file beside it, renamed when complete), creating its folder."""
     from onnx2caffe.fileio import write_bytes_atomic
 
+    folder = os.path.dirname(os.path.abspath(os.fspath(path)))
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as exc:
+        raise OutputFileError(
+            f"cannot create folder {folder} for {os.fspath(path)}: {exc.strerror}"
+        ) from None
     write_bytes_atomic(path, document.encode("utf-8"))

@@ -1,0 +1,358 @@
+"""The `calibrate --html` page: per quantised layer, the histogram of |x| of the blob it reads with the
+threshold of the chosen method and those of the other methods, the share of values each clips, the scale
+and the KL value, and the weight scales. Thresholds of methods that were not run come from the same
+statistics through calibrate's own functions (methods.py), except kl-legacy, whose histogram is only
+gathered when it runs. When the int8 evaluation on ncnn ran, its figures lead the page and the layers are
+sorted by what int8 costs them."""
+
+from __future__ import annotations
+
+import os
+
+from . import html as H
+
+DISPLAY_BINS = 256  # the 2048 histogram bins merged 8 by 8 for the charts and the embedded data
+
+
+def _other_thresholds(st, percentile: float) -> dict[str, float]:
+    """Thresholds of the methods computable from these statistics."""
+    from onnx2caffe.calibrate import methods as M
+
+    if st.absmax <= 0:
+        return {}
+    out = {}
+    if st.hist is not None:
+        out["kl"] = M.kl_ncnn(st.hist, st.absmax).threshold
+    if st.legacy_hist is not None:
+        out["kl-legacy"] = M.kl_legacy(st.legacy_hist, st.absmax).threshold
+    if st.numel:
+        out["aciq"] = M.aciq(st.absmax, st.numel).threshold
+    out["minmax"] = M.minmax(st.absmax).threshold
+    if st.hist is not None:
+        out["percentile"] = M.percentile(st.hist, st.zeros, st.absmax, percentile).threshold
+    return out
+
+
+def collect(results: dict, cfg, tables: dict[str, str], evaluation=None) -> dict:
+    """The page's data. results: method -> calibrate Result (one, or one per method with --method all);
+    cfg: the calibrate Config; tables: method -> table path; evaluation: the int8 evaluation (or None)."""
+    import numpy as np
+
+    from onnx2caffe.calibrate import methods as M
+    from onnx2caffe.calibrate.job import METHODS
+
+    methods = list(results)
+    first = results[methods[0]]
+    data: dict = {
+        "prototxt": cfg.proto,
+        "caffemodel": cfg.model,
+        "images": cfg.images,
+        "images_used": first.images_used,
+        "images_skipped": first.images_skipped,
+        "runtime": first.runtime,
+        "seconds": round(float(first.seconds.get("total", 0.0)), 3),
+        "methods": methods,
+        "tables": tables,
+        "preprocess": {
+            "mean": list(cfg.mean),
+            "norm": list(cfg.norm),
+            "pixel": cfg.pixel,
+            "size": list(cfg.size) if cfg.size else None,
+        },
+        "group": cfg.group,
+        "percentile": cfg.percentile,
+    }
+    stats = first.stats or {}
+    blobs: dict[str, dict] = {}
+    for r in first.layers:
+        q = r.layer
+        if q.run_blob in blobs:
+            blobs[q.run_blob]["layers"].append(q.name)
+            continue
+        st = stats.get(q.run_blob)
+        th = {m: _threshold_of(results[m], q.name) for m in methods}
+        if st is not None:
+            for m, t in _other_thresholds(st, cfg.percentile).items():
+                th.setdefault(m, t)
+        th = {m: th[m] for m in METHODS if m in th}
+        entry = {
+            "blob": q.blob,
+            "layers": [q.name],
+            "absmax": float(r.absmax),
+            "thresholds": th,
+            "clipped": {},
+            "hist": None,
+        }
+        if st is not None and st.hist is not None and st.absmax > 0:
+            for m, t in th.items():
+                entry["clipped"][m] = float(M.clipped_share(st.hist, st.zeros, st.absmax, t))
+            h = np.asarray(st.hist, dtype=np.int64)
+            entry["hist"] = h.reshape(DISPLAY_BINS, -1).sum(axis=1).tolist()
+            entry["zeros"] = int(st.zeros)
+        blobs[q.run_blob] = entry
+    blob_of = {r.layer.name: r.layer.run_blob for r in first.layers}
+    layers = []
+    for i, r in enumerate(first.layers):
+        ws = [float(w) for w in r.layer.weight_scales]
+        row = {
+            "pos": i + 1,
+            "layer": r.layer.name,
+            "type": r.layer.type,
+            "blob": r.layer.blob,
+            "run_blob": blob_of[r.layer.name],
+            "absmax": float(r.absmax),
+            "weight_scales": {
+                "count": len(ws),
+                "min": min(ws) if ws else None,
+                "max": max(ws) if ws else None,
+            },
+            "by_method": {},
+        }
+        for m in methods:
+            lr = next(x for x in results[m].layers if x.layer.name == r.layer.name)
+            row["by_method"][m] = {
+                "threshold": float(lr.threshold),
+                "scale": float(lr.scale),
+                "kl": None if lr.kl is None else float(lr.kl),
+                "clipped": None if lr.clipped is None else float(lr.clipped),
+            }
+        layers.append(row)
+    data["blobs"] = blobs
+    data["layers"] = layers
+    data["evaluation"] = _evaluation(evaluation)
+    return data
+
+
+def _threshold_of(result, layer: str) -> float:
+    return float(next(x.threshold for x in result.layers if x.layer.name == layer))
+
+
+def _evaluation(evaluation) -> dict | None:
+    if evaluation is None:
+        return None
+    return evaluation.to_json() if hasattr(evaluation, "to_json") else dict(evaluation)
+
+
+# ------------------------------------------------------------------------------------------- rendering
+
+
+def _fmt_pct(v: float | None) -> str:
+    return "-" if v is None else f"{100 * v:.4g}%"
+
+
+def _drift_by_layer(data: dict, method: str) -> dict[str, dict]:
+    ev = data.get("evaluation")
+    if not ev:
+        return {}
+    for m in ev.get("methods", []):
+        if m.get("method") == method:
+            return {d["layer"]: d for d in m.get("layers", [])}
+    return {}
+
+
+def _evaluation_html(data: dict) -> str:
+    ev = data["evaluation"]
+    parts = [
+        f"<p>Float32 and int8 ncnn on {ev.get('n_images')} held-out image(s) from "
+        f"<code>{H.esc(ev.get('images'))}</code>: int8 against float32, per net output and per layer.</p>"
+    ]
+    cols = [
+        ("method", "text"),
+        ("output", "text"),
+        ("cosine mean", "num"),
+        ("cosine worst", "num"),
+        ("max_rel mean", "num"),
+        ("max_rel worst", "num"),
+        ("top-1 agreement", "num"),
+        ("layer drifting most", "text"),
+    ]
+    rows = []
+    for m in ev.get("methods", []):
+        worst = m.get("worst_layer") or {}
+        w = (
+            f"<code>{H.esc(worst.get('layer'))}</code> "
+            f'<span class="muted">({H.esc(worst.get("type"))}, drift {H.fmt_num(worst.get("drift"))})</span>'
+            if worst
+            else "-"
+        )
+        for o in m.get("outputs", []):
+            top1 = o.get("top1_agreement")
+            rows.append(
+                [
+                    H.text(m["method"]),
+                    H.name(o.get("blob")),
+                    H.Cell(H.esc(H.fmt_num(o.get("cosine_mean"), ".6f")), o.get("cosine_mean"), "num"),
+                    H.Cell(H.esc(H.fmt_num(o.get("cosine_worst"), ".6f")), o.get("cosine_worst"), "num"),
+                    H.num(o.get("max_rel_mean")),
+                    H.num(o.get("max_rel_worst")),
+                    H.Cell(_fmt_pct(top1), "" if top1 is None else top1, "num"),
+                    H.Cell(w, worst.get("layer", "")),
+                ]
+            )
+    parts.append(H.table(cols, rows))
+    return "\n".join(parts)
+
+
+def _layer_table(data: dict) -> str:
+    methods = data["methods"]
+    chosen = methods[0]
+    all_methods = list(dict.fromkeys(m for b in data["blobs"].values() for m in b["thresholds"]))
+    drift = _drift_by_layer(data, chosen)
+    cols = [("#", "num"), ("layer", "text"), ("type", "text"), ("reads blob", "text"), ("max |x|", "num")]
+    for m in methods:
+        suffix = f" {m}" if len(methods) > 1 else ""
+        cols += [
+            (f"threshold{suffix}", "num"),
+            (f"scale{suffix}", "num"),
+            (f"clipped{suffix}", "num"),
+            (f"KL{suffix}", "num"),
+        ]
+    others = [m for m in all_methods if m not in methods]
+    cols += [(f"{m} threshold", "num") for m in others]
+    cols += [("weight scales: count, range", "text")]
+    if drift:
+        cols += [("int8 cosine", "num"), ("int8 drift", "num")]
+    rows = []
+    order = list(data["layers"])
+    if drift:  # what int8 costs each layer, largest first
+        order.sort(key=lambda r: -(drift.get(r["layer"], {}).get("drift") or 0.0))
+    for r in order:
+        blob = data["blobs"][r["run_blob"]]
+        cells = [
+            H.Cell(str(r["pos"]), r["pos"], "num"),
+            H.Cell(f'<a href="#h-{r["pos"]}">{H.esc(r["layer"])}</a>', r["layer"], "name"),
+            H.text(r["type"]),
+            H.name(r["blob"]),
+            H.num(r["absmax"], ".4g"),
+        ]
+        for m in methods:
+            v = r["by_method"][m]
+            cells += [
+                H.num(v["threshold"], ".4g"),
+                H.num(v["scale"], ".4g"),
+                H.Cell(_fmt_pct(v["clipped"]), "" if v["clipped"] is None else v["clipped"], "num"),
+                H.num(v["kl"], ".3g"),
+            ]
+        for m in others:
+            cells.append(H.num(blob["thresholds"].get(m), ".4g"))
+        ws = r["weight_scales"]
+        wtext = (
+            f"{ws['count']}, {H.fmt_num(ws['min'], '.4g')} to {H.fmt_num(ws['max'], '.4g')}"
+            if ws["count"]
+            else "-"
+        )
+        cells.append(H.Cell(H.esc(wtext), ws["min"] if ws["min"] is not None else ""))
+        if drift:
+            d = drift.get(r["layer"], {})
+            cells += [H.Cell(H.esc(H.fmt_num(d.get("cosine_mean"), ".6f")), d.get("cosine_mean"), "num")]
+            cells += [H.num(d.get("drift"), ".3g")]
+        rows.append(cells)
+    return H.table(cols, rows, id="layers")
+
+
+def _charts_html(data: dict) -> str:
+    from .charts import histogram_chart
+
+    chosen = data["methods"][0]
+    drift = _drift_by_layer(data, chosen)
+    pos_of = {}
+    for r in data["layers"]:
+        pos_of.setdefault(r["run_blob"], r["pos"])
+    items = list(data["blobs"].items())
+    if drift:
+        items.sort(key=lambda kv: -max((drift.get(n, {}).get("drift") or 0.0) for n in kv[1]["layers"]))
+    figs = []
+    for run_blob, b in items:
+        layers = ", ".join(b["layers"])
+        title = f"{b['blob']} to {layers}"
+        anchors = "".join(
+            f'<span id="h-{r["pos"]}"></span>' for r in data["layers"] if r["run_blob"] == run_blob
+        )
+        head = f"<h3>{anchors}<code>{H.esc(b['blob'])}</code> &rarr; {H.esc(layers)}</h3>"
+        if b["hist"] is None:
+            figs.append(f"<figure>{head}<p>No histogram: the blob is 0 on every image.</p></figure>")
+            continue
+        svg = histogram_chart(
+            b["absmax"], b["hist"], b["thresholds"], chosen, title, salt=f"calib-{pos_of[run_blob]}"
+        )
+        clip = ", ".join(f"{m} {_fmt_pct(v)}" for m, v in b["clipped"].items())
+        figs.append(
+            f"<figure>{head}{svg}<figcaption>max |x| {b['absmax']:.4g}; zeros (not counted): "
+            f"{b.get('zeros', 0):,}; clipped: {H.esc(clip)}</figcaption></figure>"
+        )
+    return '<div class="grid">' + "".join(figs) + "</div>"
+
+
+def render(data: dict) -> str:
+    methods = data["methods"]
+    tables = "<br>".join(
+        f"<code>{H.esc(p)}</code>" + (f" <span class=muted>({H.esc(m)})</span>" if len(methods) > 1 else "")
+        for m, p in data["tables"].items()
+    )
+    skipped = f", {data['images_skipped']} skipped (unreadable)" if data["images_skipped"] else ""
+    headline = (
+        f"int8 calibration table written: {len(data['layers'])} quantised layers, "
+        f"{data['images_used']} images, method {', '.join(methods)}"
+    )
+    pre = data["preprocess"]
+    size = "x".join(map(str, pre["size"])) if pre["size"] else "the net's input size"
+    parts = [H.verdict(True, headline)]
+    parts.append(
+        H.facts(
+            [
+                ("Caffe net", f"<code>{H.esc(data['prototxt'])}</code>"),
+                ("Caffe weights", f"<code>{H.esc(data['caffemodel'])}</code>"),
+                ("table", tables),
+                (
+                    "images",
+                    f"<code>{H.esc(data['images'])}</code>: {data['images_used']} used{H.esc(skipped)}",
+                ),
+                (
+                    "preprocessing",
+                    H.esc(
+                        f"resized to {size}, (x - mean) * norm with mean {pre['mean']} and norm {pre['norm']}, "
+                        f"channels {pre['pixel']}"
+                    ),
+                ),
+                (
+                    "weight scales",
+                    "per output channel (per group for grouped convolutions)"
+                    if data["group"]
+                    else "one per layer",
+                ),
+                ("runtime", H.esc(f"{data['runtime']} ({data['seconds']:.1f} s)")),
+            ]
+        )
+    )
+    if data["evaluation"]:
+        parts.append("<h2>What int8 costs on ncnn</h2>")
+        parts.append(_evaluation_html(data))
+    parts.append("<h2>Quantised layers</h2>")
+    sorted_by = (
+        "sorted by what int8 costs them (int8 drift: how much lower the layer's int8 cosine is than its input's)"
+        if _drift_by_layer(data, methods[0])
+        else "in net order"
+    )
+    parts.append(
+        f"<p>One row per Convolution / InnerProduct layer, {sorted_by}. The threshold bounds |x| of the blob "
+        "the layer reads (scale = 127 / threshold); clipped: the share of its non-zero values above the "
+        "threshold. Other methods' thresholds come from the same statistics.</p>"
+    )
+    parts.append(_layer_table(data))
+    parts.append("<h2>Histograms of |x|</h2>")
+    parts.append(
+        f"<p>One chart per blob read by a quantised layer: counts of |x| over [0, max |x|] on a log scale "
+        f"({DISPLAY_BINS} bins: calibrate's 2048, merged 8 by 8), the chosen threshold solid, the other "
+        "methods dashed.</p>"
+    )
+    parts.append(_charts_html(data))
+    title = f"onnx2caffe calibrate: {os.path.basename(data['prototxt'])}"
+    subtitle = H.esc(f"{data['prototxt']} + {data['caffemodel']}, images {data['images']}")
+    return H.page(title, subtitle, "\n".join(parts), data)
+
+
+def write(path: str, results: dict, cfg, tables: dict[str, str], evaluation=None) -> int:
+    """Collect, render and write the page atomically; returns its size in bytes."""
+    document = render(collect(results, cfg, tables, evaluation))
+    H.write_page(path, document)
+    return len(document.encode("utf-8"))
