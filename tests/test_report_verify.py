@@ -52,7 +52,7 @@ DATA = "JSON.parse(document.getElementById('report-data').textContent)"
 
 def test_verify_page(browser, converted, runtimes, capsys, tmp_path):
     onnx_path, prefix = converted
-    html = tmp_path / "report.html"
+    html = tmp_path / "new" / "folder" / "report.html"  # created, as convert creates its output folder
     rc, out, err = _verify(capsys, onnx_path, prefix, html, "--per-layer")
     assert rc == 0, err
     assert f"wrote {html}" in out
@@ -89,16 +89,22 @@ def test_verify_page(browser, converted, runtimes, capsys, tmp_path):
 
 def test_verify_page_table_sorts(browser, converted, capsys, tmp_path):
     """Clicking the max_rel header sorts the rows by that value (descending on the second click), with the
-    rows that were not compared last."""
+    rows that were not compared last; clicking the layer header sorts by name."""
     onnx_path, prefix = converted
     html = tmp_path / "r.html"
     assert _verify(capsys, onnx_path, prefix, html, "--per-layer")[0] == 0
-    col = "Array.from(document.querySelectorAll('#layers thead th')).findIndex(th => th.textContent.startsWith('max_rel'))"
-    read = f"Array.from(document.querySelectorAll('#layers tbody tr')).map(r => r.cells[{col}].getAttribute('data-v'))"
-    click = f"document.querySelectorAll('#layers thead th')[{col}].click()"
+    heads = "Array.from(document.querySelectorAll('#layers thead th'))"
+    rel = f"{heads}.findIndex(th => th.textContent.startsWith('max_rel'))"
+    read = f"Array.from(document.querySelectorAll('#layers tbody tr')).map(r => r.cells[{rel}].getAttribute('data-v'))"
+    click = f"{heads}[{rel}].click()"
+    names = "Array.from(document.querySelectorAll('#layers tbody tr')).map(r => r.cells[1].textContent)"
+    by_name = f"{heads}.find(th => th.textContent.startsWith('layer')).click()"
     rep = browser.open_page(
-        html, expressions={"before": read, "c1": click, "asc": read, "c2": click, "desc": read}
-    )
+        html,
+        expressions={
+            "before": read, "c1": click, "asc": read, "c2": click, "desc": read, "c3": by_name, "names": names,
+        },
+    )  # fmt: skip
     assert rep.console_errors == []
 
     def values(keys):
@@ -109,6 +115,10 @@ def test_verify_page_table_sorts(browser, converted, capsys, tmp_path):
     asc, desc = values(rep.values["asc"]), values(rep.values["desc"])
     assert len(asc) >= 4 and asc == sorted(asc) and desc == sorted(desc, reverse=True)
     assert sorted(asc) == sorted(values([k for k in rep.values["before"] if k != ""]))
+    assert (
+        rep.values["names"] == sorted(rep.values["names"], key=str.lower)
+        and len(set(rep.values["names"])) > 4
+    )
 
 
 def test_verify_page_failing(browser, converted, runtimes, capsys, tmp_path):
@@ -187,16 +197,18 @@ def test_verify_page_without_per_layer(browser, converted, capsys, tmp_path):
 # ------------------------------------------------------------------------------------------ bad input
 
 
-@pytest.mark.parametrize("where", ["folder", "no folder"])
+@pytest.mark.parametrize("where", ["folder", "under a file"])
 def test_verify_html_destination_refused_first(converted, capsys, tmp_path, where):
     """An --html path that cannot be written is refused before verify runs: one line, exit 2, nothing."""
     onnx_path, prefix = converted
     out = tmp_path / "out"
     out.mkdir()
-    html = out if where == "folder" else out / "missing" / "r.html"
+    if where == "under a file":
+        (out / "afile").write_text("x")
+    html = out if where == "folder" else out / "afile" / "r.html"
     rc, stdout, err = _verify(capsys, onnx_path, prefix, html, "--per-layer")
     assert_clean_error(rc, err, str(html))
-    assert stdout == "" and files_under(out) == []
+    assert stdout == "" and files_under(out) == ([] if where == "folder" else ["afile"])
 
 
 def test_verify_html_corrupt_layers_file(converted, capsys, tmp_path):

@@ -62,6 +62,17 @@ def svg_of(fig, label: str) -> str:
 _DECIMALS = re.compile(r"(\.\d\d)\d+")
 
 
+def _power_of_ten(value: float, _pos=None) -> str:
+    """Log-axis tick labels as plain text (1e-06, 100): matplotlib's default, $10^{-6}$, goes through its
+    mathtext parser, which takes most of a chart's drawing time."""
+    if value <= 0 or not math.isfinite(value):
+        return ""
+    e = round(math.log10(value))
+    if abs(value / 10.0**e - 1) > 1e-9:
+        return ""
+    return f"{10**e:g}" if -2 <= e <= 4 else f"1e{e}"
+
+
 def _finite_floor(values: Sequence[float | None], default: float) -> float:
     pos = [v for v in values if v is not None and math.isfinite(v) and v > 0]
     return 10 ** math.floor(math.log10(min(pos)) - 1) if pos else default
@@ -81,6 +92,7 @@ def error_chart(
     runtime -> (position, layer name) or None."""
     import matplotlib
     from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter
 
     with matplotlib.rc_context(_rc(salt)):
         fig = Figure(figsize=(12.4, 6.2), layout="constrained")
@@ -113,7 +125,8 @@ def error_chart(
                     else:
                         ys.append(y)
                         top = max(top, y)
-                ax.plot(positions, ys, "-", color=color, lw=1.1, marker="o", ms=2.4, label=rt, alpha=0.9)
+                marker = "o" if len(positions) <= 150 else None  # markers of hundreds of points: only bytes
+                ax.plot(positions, ys, "-", color=color, lw=1.1, marker=marker, ms=2.4, label=rt, alpha=0.9)
                 if zeros:
                     edge_notes.add("zero")
                 if infs:
@@ -122,6 +135,7 @@ def error_chart(
             ceiling = max(top, tol) * 30
             ax.set_yscale("log")
             ax.set_ylim(floor / 2, ceiling)
+            ax.yaxis.set_major_formatter(FuncFormatter(_power_of_ten))
             ax.axhline(tol, color="#c0362c", ls="--", lw=1.2, label=f"tolerance {tol_name}")
             ax.set_ylabel(ylabel)
             for k, (rt, bad) in enumerate(first_bad.items()):
@@ -132,15 +146,18 @@ def error_chart(
                 ax.axvline(pos, color=color, ls=":", lw=1.4)
                 if which == 0:
                     short = layer if len(layer) <= 40 else layer[:37] + "..."
-                    ax.annotate(
+                    right = bool(positions) and pos > (min(positions) + max(positions)) / 2
+                    note = ax.annotate(
                         f"{rt}: first outside tolerance\n#{pos} {short}",
                         xy=(pos, tol),
-                        xytext=(8, 18 + 24 * k),
+                        xytext=(-8 if right else 8, 18 + 24 * k),
                         textcoords="offset points",
+                        ha="right" if right else "left",
                         color=color,
                         fontsize=8,
                         arrowprops={"arrowstyle": "->", "color": color, "lw": 0.8},
                     )
+                    note.set_in_layout(False)  # inside the axes: the layout must not shrink them for it
         ax_rel.set_title("Error per Caffe layer against onnxruntime (lower is better; dashed: tolerance)")
         ax_rel.legend(loc="upper left", ncols=min(4, len(series) + 1))
         ax_cos.set_xlabel("Caffe layer # (order in the prototxt; see the layer table)")
@@ -170,18 +187,22 @@ def histogram_chart(
     import matplotlib
     import numpy as np
     from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter
 
     c = np.asarray(counts, dtype=np.float64)
     if display_bins and c.size > display_bins and c.size % display_bins == 0:
         c = c.reshape(display_bins, -1).sum(axis=1)
     edges = np.linspace(0.0, edges_max, c.size + 1)
     with matplotlib.rc_context(_rc(salt)):
-        fig = Figure(figsize=(6.4, 2.7), layout="constrained")
+        # fixed margins, not a layout engine: each engine pass draws the figure again (a page has dozens)
+        fig = Figure(figsize=(6.4, 2.7))
+        fig.subplots_adjust(left=0.1, right=0.985, bottom=0.17, top=0.84)
         ax = fig.subplots()
         ax.stairs(c, edges, fill=True, facecolor="#c4c9cf", edgecolor="#57606a", lw=0.6)
         if np.any(c > 0):
             ax.set_yscale("log")
             ax.set_ylim(0.7, float(c.max()) * 3)
+            ax.yaxis.set_major_formatter(FuncFormatter(_power_of_ten))
         order = [chosen] + [m for m in thresholds if m != chosen]
         for m in order:
             if m not in thresholds or thresholds[m] is None:
@@ -199,5 +220,5 @@ def histogram_chart(
         ax.set_xlabel("|x|")
         ax.set_ylabel("count")
         ax.minorticks_off()
-        fig.legend(loc="outside upper center", ncols=5, fontsize=7.5, frameon=False)
+        fig.legend(loc="upper center", ncols=5, fontsize=7.5, frameon=False, bbox_to_anchor=(0.5, 1.01))
         return svg_of(fig, f"histogram of |x| with thresholds: {label}")

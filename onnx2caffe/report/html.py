@@ -166,12 +166,15 @@ def num(value: float | None, spec: str = ".3g", cls: str = "") -> Cell:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return Cell("-", "", ("num " + cls).strip())
     v = float(value)
-    key = "1e308" if v == math.inf else ("-1e308" if v == -math.inf else repr(v))
+    key = "1e308" if v == math.inf else ("-1e308" if v == -math.inf else format(v, ".7g"))
     return Cell(esc(fmt_num(v, spec)), key, ("num " + cls).strip())
 
 
-def name(value: Any, sort: Any = None) -> Cell:
-    return Cell(esc(value) if value is not None else '<span class="muted">-</span>', sort or "", "name")
+def name(value: Any) -> Cell:
+    """A name (layer, blob, node), wrapping anywhere; sorted by its text, a missing one last."""
+    if value is None:
+        return Cell('<span class="muted">-</span>', "", "name")
+    return Cell(esc(value), None, "name")
 
 
 def table(

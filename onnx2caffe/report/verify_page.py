@@ -232,7 +232,7 @@ def _layer_table(data: dict) -> str:
             H.Cell(str(r["pos"]), r["pos"], "num"),
             H.name(r["layer"]),
             H.text(r["type"]),
-            H.Cell(blob, r["blob"], "name"),
+            H.Cell(blob, None, "name"),
             H.Cell(nodes, r["onnx_nodes"][0][0] if r["onnx_nodes"] else "", "name", nodes_title),
             H.Cell(comp, r["op"] or "", "", comp_title),
         ]
