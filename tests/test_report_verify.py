@@ -220,3 +220,31 @@ def test_verify_html_corrupt_layers_file(converted, capsys, tmp_path):
     assert_clean_error(rc, err, "m.layers.json", "not a layers file")
     assert not (tmp_path / "r.html").exists()
     assert not [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]
+
+
+def test_verify_page_escapes_names(browser, runtimes, capsys, tmp_path):
+    """Node and tensor names are text, never markup: names that would be an image request or a script if
+    pasted into the page unescaped render as themselves (no request, no console error)."""
+    from onnx import helper
+    from onnx_testing import make_model
+
+    bad_node = '<img src="x.png" onerror="console.error(1)">'
+    bad_tensor = "</script><script>console.error(2)</script>"
+    rng = np.random.default_rng(0)
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], [bad_tensor], name=bad_node, pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", [bad_tensor], ["y"], name="r&amp;"),
+    ]
+    model = make_model(
+        nodes, {"x": (1, 2, 4, 4)}, {"y": None}, {"w": rng.standard_normal((2, 2, 3, 3)).astype(np.float32)}
+    )
+    onnx.save(model, str(tmp_path / "m.onnx"))
+    convert(str(tmp_path / "m.onnx"), str(tmp_path / "m"), check=False)
+    html = tmp_path / "names.html"
+    rc, _, err = _verify(capsys, tmp_path / "m.onnx", tmp_path / "m", html, "--per-layer")
+    assert rc == 0, err
+    rep = assert_renders(
+        browser, html, {"text": "document.getElementById('layers').textContent", "data": DATA}
+    )
+    assert bad_node in rep.values["text"] and "r&amp;" in rep.values["text"]
+    assert rep.values["data"]["layers"][0]["node"] == bad_node

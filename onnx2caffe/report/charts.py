@@ -42,8 +42,8 @@ def svg_of(fig, label: str) -> str:
     buf = io.StringIO()
     fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
     text = buf.getvalue()
-    # smaller, and valid with several charts in one page: path coordinates to 2 decimals of a point (1/7200
-    # inch, invisible; the paths halve), no indentation, no metadata, no ids on groups (matplotlib names
+    # smaller, and valid with several charts in one page: path coordinates to a tenth of a point (1/720
+    # inch, a seventh of a pixel on screen; the paths halve), no indentation, no metadata, no ids on groups (matplotlib names
     # them figure_1, axes_1, ... in every chart and nothing refers to them; the ids that are referred to,
     # of markers and clip paths, are salted per chart)
     text = re.sub(r' d="[^"]*"', lambda m: _DECIMALS.sub(r"\1", m.group(0)).replace(" \n", " "), text)
@@ -59,7 +59,7 @@ def svg_of(fig, label: str) -> str:
     return head + text[head_end:].rstrip()
 
 
-_DECIMALS = re.compile(r"(\.\d\d)\d+")
+_DECIMALS = re.compile(r"(\.\d)\d+")
 
 
 def _power_of_ten(value: float, _pos=None) -> str:

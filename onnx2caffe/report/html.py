@@ -26,7 +26,7 @@ h2 { font-size: 17px; margin: 28px 0 8px; border-bottom: 1px solid var(--line); 
 h3 { font-size: 15px; margin: 16px 0 6px; overflow-wrap: anywhere; }
 p, ul { margin: 6px 0; }
 .sub { color: var(--muted); margin: 0 0 12px; overflow-wrap: anywhere; }
-code, .mono { font-family: ui-monospace, "DejaVu Sans Mono", Menlo, Consolas, monospace; font-size: 12.5px; }
+code, .mono { font-family: ui-monospace, "DejaVu Sans Mono", Menlo, Consolas, monospace; font-size: 0.9em; }
 .verdict { border-radius: 6px; padding: 10px 14px; margin: 12px 0; font-size: 16px; font-weight: 600;
   border: 1px solid; }
 .verdict.ok { background: #dafbe1; border-color: #4ac26b; color: #116329; }
@@ -45,7 +45,7 @@ th.num { white-space: normal; min-width: 5.5em; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 td.num { white-space: nowrap; }
 td.name { overflow-wrap: anywhere; font-family: ui-monospace, "DejaVu Sans Mono", Menlo, Consolas, monospace;
-  font-size: 12px; min-width: 8em; }
+  font-size: 0.92em; min-width: 8em; }
 tbody tr:nth-child(even) { background: #fbfbfc; }
 tr.bad td { background: #ffebe9; }
 tr.first td { background: #ffcecb; font-weight: 600; }
@@ -64,7 +64,7 @@ figcaption { color: var(--muted); font-size: 13px; margin-top: 4px; }
 .grid h3 { font-size: 13px; margin: 0 0 2px; font-weight: 600; }
 .grid figure { margin: 0; break-inside: avoid; }
 .tag { display: inline-block; border: 1px solid var(--line); border-radius: 10px; padding: 0 7px;
-  margin: 1px 2px 1px 0; font-size: 12px; background: var(--head); white-space: nowrap; }
+  margin: 1px 2px 1px 0; font-size: 0.92em; background: var(--head); white-space: nowrap; }
 footer { margin-top: 32px; color: var(--muted); font-size: 12px; }
 @media print {
   @page { size: A4 landscape; margin: 12mm; }
