@@ -193,29 +193,39 @@ def _evaluation_html(data: dict) -> str:
     return "\n".join(parts)
 
 
+def _drifts(data: dict) -> dict[str, dict[str, dict]]:
+    """method -> Caffe layer -> its int8 drift record, for the methods the evaluation measured."""
+    return {m: d for m in data["methods"] if (d := _drift_by_layer(data, m))}
+
+
+def _cost(drifts: dict, layer: str) -> float:
+    """What int8 costs a layer: its largest drift over the methods measured."""
+    return max(((d.get(layer) or {}).get("drift") or 0.0) for d in drifts.values()) if drifts else 0.0
+
+
 def _layer_table(data: dict) -> str:
+    """One row per quantised layer: the threshold (and below it the share clipped) of every method, the run
+    methods first; the scale and KL of the first method; the weight scales; the int8 drift per measured
+    method. Sorted by the largest drift when measured, else in net order."""
     methods = data["methods"]
-    chosen = methods[0]
-    all_methods = list(dict.fromkeys(m for b in data["blobs"].values() for m in b["thresholds"]))
-    drift = _drift_by_layer(data, chosen)
+    first = methods[0]
+    shown = methods + [m for b in data["blobs"].values() for m in b["thresholds"] if m not in methods]
+    shown = list(dict.fromkeys(shown))
+    drifts = _drifts(data)
     cols = [("#", "num"), ("layer", "text"), ("type", "text"), ("reads blob", "text"), ("max |x|", "num")]
-    for m in methods:
-        suffix = f" {m}" if len(methods) > 1 else ""
-        cols += [
-            (f"threshold{suffix}", "num"),
-            (f"scale{suffix}", "num"),
-            (f"clipped{suffix}", "num"),
-            (f"KL{suffix}", "num"),
-        ]
-    others = [m for m in all_methods if m not in methods]
-    cols += [(f"{m} threshold", "num") for m in others]
-    cols += [("weight scales: count, range", "text")]
-    if drift:
-        cols += [("int8 cosine", "num"), ("int8 drift", "num")]
-    rows = []
+    for m in shown:
+        mark = " (chosen)" if len(methods) == 1 and m == first else ""
+        cols.append((f"{m}{mark}: threshold, clipped", "num"))
+    which = f" {first}" if len(methods) > 1 else ""
+    cols += [(f"scale{which}", "num"), (f"KL{which}", "num"), ("weight scales: count, range", "text")]
+    for m in drifts:
+        cols.append((f"int8 drift {m}" if len(methods) > 1 else "int8 drift", "num"))
+    if len(drifts) == 1 and len(methods) == 1:
+        cols.append(("int8 cosine", "num"))
     order = list(data["layers"])
-    if drift:  # what int8 costs each layer, largest first
-        order.sort(key=lambda r: -(drift.get(r["layer"], {}).get("drift") or 0.0))
+    if drifts:
+        order.sort(key=lambda r: -_cost(drifts, r["layer"]))
+    rows = []
     for r in order:
         blob = data["blobs"][r["run_blob"]]
         cells = [
@@ -225,16 +235,17 @@ def _layer_table(data: dict) -> str:
             H.name(r["blob"]),
             H.num(r["absmax"], ".4g"),
         ]
-        for m in methods:
-            v = r["by_method"][m]
-            cells += [
-                H.num(v["threshold"], ".4g"),
-                H.num(v["scale"], ".4g"),
-                H.Cell(_fmt_pct(v["clipped"]), "" if v["clipped"] is None else v["clipped"], "num"),
-                H.num(v["kl"], ".3g"),
-            ]
-        for m in others:
-            cells.append(H.num(blob["thresholds"].get(m), ".4g"))
+        for m in shown:
+            run = r["by_method"].get(m)
+            t = run["threshold"] if run else blob["thresholds"].get(m)
+            clip = run["clipped"] if run else blob["clipped"].get(m)
+            if t is None:
+                cells.append(H.num(None))
+                continue
+            below = f'<br><span class="muted">{_fmt_pct(clip)}</span>' if clip is not None else ""
+            cells.append(H.Cell(H.esc(H.fmt_num(t, ".4g")) + below, format(t, ".7g"), "num"))
+        v = r["by_method"][first]
+        cells += [H.num(v["scale"], ".4g"), H.num(v["kl"], ".3g")]
         ws = r["weight_scales"]
         wtext = (
             f"{ws['count']}, {H.fmt_num(ws['min'], '.4g')} to {H.fmt_num(ws['max'], '.4g')}"
@@ -242,10 +253,11 @@ def _layer_table(data: dict) -> str:
             else "-"
         )
         cells.append(H.Cell(H.esc(wtext), ws["min"] if ws["min"] is not None else ""))
-        if drift:
-            d = drift.get(r["layer"], {})
-            cells += [H.Cell(H.esc(H.fmt_num(d.get("cosine_mean"), ".6f")), d.get("cosine_mean"), "num")]
-            cells += [H.num(d.get("drift"), ".3g")]
+        for d in drifts.values():
+            cells.append(H.num((d.get(r["layer"]) or {}).get("drift"), ".3g"))
+        if len(drifts) == 1 and len(methods) == 1:
+            c = (next(iter(drifts.values())).get(r["layer"]) or {}).get("cosine_mean")
+            cells.append(H.Cell(H.esc(H.fmt_num(c, ".6f")), "" if c is None else c, "num"))
         rows.append(cells)
     return H.table(cols, rows, id="layers")
 
@@ -254,13 +266,13 @@ def _charts_html(data: dict) -> str:
     from .charts import histogram_chart
 
     chosen = data["methods"][0]
-    drift = _drift_by_layer(data, chosen)
+    drifts = _drifts(data)
     pos_of = {}
     for r in data["layers"]:
         pos_of.setdefault(r["run_blob"], r["pos"])
     items = list(data["blobs"].items())
-    if drift:
-        items.sort(key=lambda kv: -max((drift.get(n, {}).get("drift") or 0.0) for n in kv[1]["layers"]))
+    if drifts:
+        items.sort(key=lambda kv: -max(_cost(drifts, n) for n in kv[1]["layers"]))
     figs = []
     for run_blob, b in items:
         layers = ", ".join(b["layers"])
@@ -330,7 +342,7 @@ def render(data: dict) -> str:
     parts.append("<h2>Quantised layers</h2>")
     sorted_by = (
         "sorted by what int8 costs them (int8 drift: how much lower the layer's int8 cosine is than its input's)"
-        if _drift_by_layer(data, methods[0])
+        if _drifts(data)
         else "in net order"
     )
     parts.append(
