@@ -190,7 +190,35 @@ def _evaluation_html(data: dict) -> str:
                 ]
             )
     parts.append(H.table(cols, rows))
+    parts.append(_int8_chart_html(ev))
     return "\n".join(parts)
+
+
+def _int8_chart_html(ev: dict) -> str:
+    """1 - cosine of int8 against float32 along the ncnn layers, one line per method."""
+    from .charts import int8_chart
+
+    methods = [m for m in ev.get("methods", []) if m.get("layers")]
+    if not methods:
+        return ""
+    labels = [d["layer"] for d in methods[0]["layers"]]
+    index = {name: i for i, name in enumerate(labels)}
+    series, worst = {}, {}
+    for m in methods:
+        vals: list = [None] * len(labels)
+        for d in m["layers"]:
+            if d["layer"] in index:
+                vals[index[d["layer"]]] = d.get("cosine_mean")
+        series[m["method"]] = vals
+        w = (m.get("worst_layer") or {}).get("layer")
+        worst[m["method"]] = index[w] + 1 if w in index else None
+    svg = int8_chart(labels, series, worst)
+    return H.figure(
+        svg,
+        "Each ncnn layer's int8 output against its float32 output (mean over the held-out images). The "
+        "drift of a layer is how much lower its cosine is than its input's: where int8 loses, not where "
+        "the loss has piled up.",
+    )
 
 
 def _drifts(data: dict) -> dict[str, dict[str, dict]]:
@@ -212,15 +240,17 @@ def _layer_table(data: dict) -> str:
     shown = methods + [m for b in data["blobs"].values() for m in b["thresholds"] if m not in methods]
     shown = list(dict.fromkeys(shown))
     drifts = _drifts(data)
-    cols = [("#", "num"), ("layer", "text"), ("type", "text"), ("reads blob", "text"), ("max |x|", "num")]
+    one = len(methods) == 1  # several methods: only thresholds and drifts, to fit 1280 px
+    cols = [("#", "num"), ("layer", "text"), ("type", "text")]
+    cols += [("reads blob", "text"), ("max |x|", "num")] if one else [("max |x|", "num")]
     for m in shown:
-        mark = " (chosen)" if len(methods) == 1 and m == first else ""
+        mark = " (chosen)" if one and m == first else ""
         cols.append((f"{m}{mark}: threshold, clipped", "num"))
-    which = f" {first}" if len(methods) > 1 else ""
-    cols += [(f"scale{which}", "num"), (f"KL{which}", "num"), ("weight scales: count, range", "text")]
+    if one:
+        cols += [("scale", "num"), ("KL", "num"), ("weight scales: count, range", "text")]
     for m in drifts:
-        cols.append((f"int8 drift {m}" if len(methods) > 1 else "int8 drift", "num"))
-    if len(drifts) == 1 and len(methods) == 1:
+        cols.append((f"int8 drift {m}" if not one else "int8 drift", "num"))
+    if len(drifts) == 1 and one:
         cols.append(("int8 cosine", "num"))
     order = list(data["layers"])
     if drifts:
@@ -232,9 +262,8 @@ def _layer_table(data: dict) -> str:
             H.Cell(str(r["pos"]), r["pos"], "num"),
             H.Cell(f'<a href="#h-{r["pos"]}">{H.esc(r["layer"])}</a>', r["layer"], "name"),
             H.text(r["type"]),
-            H.name(r["blob"]),
-            H.num(r["absmax"], ".4g"),
         ]
+        cells += [H.name(r["blob"]), H.num(r["absmax"], ".4g")] if one else [H.num(r["absmax"], ".4g")]
         for m in shown:
             run = r["by_method"].get(m)
             t = run["threshold"] if run else blob["thresholds"].get(m)
@@ -244,18 +273,19 @@ def _layer_table(data: dict) -> str:
                 continue
             below = f'<br><span class="muted">{_fmt_pct(clip)}</span>' if clip is not None else ""
             cells.append(H.Cell(H.esc(H.fmt_num(t, ".4g")) + below, format(t, ".7g"), "num"))
-        v = r["by_method"][first]
-        cells += [H.num(v["scale"], ".4g"), H.num(v["kl"], ".3g")]
-        ws = r["weight_scales"]
-        wtext = (
-            f"{ws['count']}, {H.fmt_num(ws['min'], '.4g')} to {H.fmt_num(ws['max'], '.4g')}"
-            if ws["count"]
-            else "-"
-        )
-        cells.append(H.Cell(H.esc(wtext), ws["min"] if ws["min"] is not None else ""))
+        if one:
+            v = r["by_method"][first]
+            cells += [H.num(v["scale"], ".4g"), H.num(v["kl"], ".3g")]
+            ws = r["weight_scales"]
+            wtext = (
+                f"{ws['count']}, {H.fmt_num(ws['min'], '.4g')} to {H.fmt_num(ws['max'], '.4g')}"
+                if ws["count"]
+                else "-"
+            )
+            cells.append(H.Cell(H.esc(wtext), ws["min"] if ws["min"] is not None else ""))
         for d in drifts.values():
             cells.append(H.num((d.get(r["layer"]) or {}).get("drift"), ".3g"))
-        if len(drifts) == 1 and len(methods) == 1:
+        if len(drifts) == 1 and one:
             c = (next(iter(drifts.values())).get(r["layer"]) or {}).get("cosine_mean")
             cells.append(H.Cell(H.esc(H.fmt_num(c, ".6f")), "" if c is None else c, "num"))
         rows.append(cells)

@@ -222,3 +222,49 @@ def histogram_chart(
         ax.minorticks_off()
         fig.legend(loc="upper center", ncols=5, fontsize=7.5, frameon=False, bbox_to_anchor=(0.5, 1.01))
         return svg_of(fig, f"histogram of |x| with thresholds: {label}")
+
+
+def int8_chart(
+    labels: Sequence[str],
+    series: Mapping[str, Sequence[float | None]],
+    worst: Mapping[str, int | None],
+    salt: str = "int8",
+) -> str:
+    """int8 against float32 along the net: 1 - cosine (log) of every ncnn layer's output, one line per
+    method; each method's layer of largest drift marked. series: method -> cosine per position (None: not
+    measured); worst: method -> position of its largest drift. labels: the layer names (for the marks)."""
+    import matplotlib
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter
+
+    positions = list(range(1, len(labels) + 1))
+    gaps = [1.0 - c for vals in series.values() for c in vals if c is not None]
+    floor = _finite_floor(gaps, 1e-9)
+    with matplotlib.rc_context(_rc(salt)):
+        fig = Figure(figsize=(12.4, 3.6), layout="constrained")
+        ax = fig.subplots()
+        top = floor
+        for k, (m, vals) in enumerate(series.items()):
+            color = COLORS[k % len(COLORS)]
+            ys = []
+            for c in vals:
+                if c is None:
+                    ys.append(math.nan)
+                    continue
+                y = max(1.0 - c, floor)
+                top = max(top, y)
+                ys.append(y)
+            marker = "o" if len(positions) <= 150 else None
+            ax.plot(positions, ys, "-", color=color, lw=1.1, marker=marker, ms=2.2, label=m, alpha=0.9)
+            pos = worst.get(m)
+            if pos:
+                ax.plot([pos], [ys[pos - 1]], "o", ms=8, mfc="none", mec=color, mew=1.6)
+        ax.set_yscale("log")
+        ax.set_ylim(floor / 2, top * 5)
+        ax.yaxis.set_major_formatter(FuncFormatter(_power_of_ten))
+        ax.set_ylabel("1 - cosine, int8 vs float32")
+        ax.set_xlabel("ncnn layer # (net order); circled: each method's layer of largest drift")
+        ax.set_xlim(0.5, len(positions) + 0.5)
+        ax.legend(loc="upper left", ncols=min(5, len(series)))
+        ax.set_title("What int8 costs along the net (lower is better)")
+        return svg_of(fig, "1 - cosine of int8 against float32 per layer, one line per method")
