@@ -27,7 +27,9 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[opencv,vision,report,test]'
+	$(BIN)/pip install -q -e '.[opencv,vision,report,test,ncnn]'
+	# MTCNN's real weights for the ncnn int8 test and example (its pinned torch/numpy requirements are old)
+	$(BIN)/pip install -q --no-deps 'facenet-pytorch>=2.5'
 	touch $(STAMP)
 
 caffe:
@@ -58,6 +60,7 @@ demo: venv
 
 bench: install
 	$(PY) benchmarks/write_caffemodel.py
+	$(PY) benchmarks/ncnn_writer.py
 	ONNX2CAFFE_CAFFE_ROOT=$(abspath $(CAFFE)) $(PY) benchmarks/pipeline.py
 	ONNX2CAFFE_CAFFE_ROOT=$(abspath $(CAFFE)) $(PY) benchmarks/calibrate.py
 

@@ -8,8 +8,9 @@ HELP = "convert an ONNX model to Caffe and check it against onnxruntime"
 
 DESCRIPTION = """\
 Convert MODEL (.onnx) to PREFIX.prototxt + PREFIX.caffemodel, plus PREFIX.names.json (ONNX tensor name ->
-Caffe blob name) and PREFIX.layers.json (the ONNX node(s) each Caffe layer came from). Then a seeded random input is run through onnxruntime and the Caffe runtime(s); each
-graph output must agree within max_rel <= 1e-4 (max abs error / max |reference|) and cosine >= 0.99999.
+Caffe blob name) and PREFIX.layers.json (the ONNX node(s) each Caffe layer came from). Then a seeded random
+input is run through onnxruntime and the Caffe runtime(s); each graph output must agree within max_rel <=
+1e-4 (max abs error / max |reference|) and cosine >= 0.99999.
 
 Input shapes must be static. An ONNX file with dynamic dimensions (e.g. exported with dynamic axes) takes
 --input-shape: one per input in order (1,3,320,320) or by name (images=1,3,320,320); the dimensions are
@@ -50,9 +51,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--runtime",
-        choices=("pycaffe", "opencv", "all"),
+        choices=("pycaffe", "opencv", "ncnn", "all"),
         default=None,
-        help="Caffe runtime(s) to check with; 'all' requires every one (default: every available one)",
+        help="Caffe runtime(s) to check with; 'all' requires pycaffe and opencv; ncnn runs the model converted to ncnn, only when named (default: every available Caffe runtime)",
     )
     parser.add_argument("--no-check", action="store_true", help="only convert and write, do not run anything")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random check input (default 0)")

@@ -109,3 +109,57 @@ def test_calibrate_html_destination_refused_first(setup, runtime_name, capsys, t
     )
     assert_clean_error(rc, err, "page.html", "folder")
     assert out == "" and files_under(tmp_path) == []
+
+
+def test_calibrate_page_with_int8_evaluation(browser, setup, runtime_name, capsys, tmp_path):
+    """--method all --evaluate: the page leads with what int8 costs on ncnn per method (from the evaluation
+    calibrate printed), draws 1 - cosine along the ncnn layers, and sorts the layers by their largest drift."""
+    pytest.importorskip("ncnn")
+    proto, model, images = setup
+    held = tmp_path / "held"
+    held.mkdir()
+    for p in sorted(images.iterdir())[:2]:
+        (held / p.name).write_bytes(p.read_bytes())
+    html = tmp_path / "eval.html"
+    rc, out, err = _calibrate(
+        capsys,
+        setup,
+        runtime_name,
+        tmp_path / "t.table",
+        "--method",
+        "all",
+        "--evaluate",
+        held,
+        "--html",
+        html,
+    )
+    assert rc == 0, err
+    rep = assert_renders(
+        browser,
+        html,
+        {
+            "data": DATA,
+            "heads": "Array.from(document.querySelectorAll('#layers thead th')).map(th => th.textContent)",
+            "order": "Array.from(document.querySelectorAll('#layers tbody tr')).map(r => r.cells[1].textContent)",
+            "charts": "document.querySelectorAll('figure svg').length",
+        },
+    )
+    data = rep.values["data"]
+    methods = ["kl", "kl-legacy", "aciq", "minmax", "percentile"]
+    assert data["methods"] == methods
+    ev = data["evaluation"]
+    assert [m["method"] for m in ev["methods"]] == methods and ev["n_images"] == 2
+    assert rep.values["charts"] == len(data["blobs"]) + 1  # the histograms and the int8 chart
+    assert [h for h in rep.values["heads"] if h.startswith("int8 drift")] == [
+        f"int8 drift {m}" for m in methods
+    ]
+    # the rows in order of the largest drift over the methods, as the evaluation measured it
+    drift = {m["method"]: {d["layer"]: d["drift"] for d in m["layers"]} for m in ev["methods"]}
+    cost = {r["layer"]: max(drift[m].get(r["layer"]) or 0.0 for m in methods) for r in data["layers"]}
+    assert rep.values["order"] == sorted(cost, key=lambda n: -cost[n])
+    # the thresholds shown are the ones each method's table holds
+    for m in methods:
+        table = tmp_path / f"t-{m}.table"
+        scales = {r[0]: float(r[1]) for r in read_table(table) if not r[0].endswith("_param_0")}
+        for row in data["layers"]:
+            assert 127.0 / row["by_method"][m]["threshold"] == pytest.approx(scales[row["layer"]], rel=1e-6)
