@@ -1,8 +1,9 @@
 """The three report pages of real nets, end to end through the CLI, opened in headless Chromium: a zoo net
 (torchvision ResNet-18 at 64x64) and a family net (ultralytics YOLOv8n, random weights from its yaml, at
 160x160). convert --html, verify --per-layer --html, calibrate --html on photos that ship with scikit-image
-(generated images where it is not installed). About 15 s per net on 2 idle cores (export, check, per-layer verify
-on every runtime, calibration, three pages in the browser); each test prints its page sizes and times."""
+(generated images where it is not installed). About 15 s per net on 2 idle cores (export, check, per-layer
+verify on every runtime, calibration, three pages in the browser); each test prints its page sizes and
+times."""
 
 from __future__ import annotations
 
