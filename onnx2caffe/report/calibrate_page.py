@@ -10,130 +10,7 @@ from __future__ import annotations
 import os
 
 from . import html as H
-
-DISPLAY_BINS = 256  # the 2048 histogram bins merged 8 by 8 for the charts and the embedded data
-
-
-def _other_thresholds(st, percentile: float) -> dict[str, float]:
-    """Thresholds of the methods computable from these statistics."""
-    from onnx2caffe.calibrate import methods as M
-
-    if st.absmax <= 0:
-        return {}
-    out = {}
-    if st.hist is not None:
-        out["kl"] = M.kl_ncnn(st.hist, st.absmax).threshold
-    if st.legacy_hist is not None:
-        out["kl-legacy"] = M.kl_legacy(st.legacy_hist, st.absmax).threshold
-    if st.numel:
-        out["aciq"] = M.aciq(st.absmax, st.numel).threshold
-    out["minmax"] = M.minmax(st.absmax).threshold
-    if st.hist is not None:
-        out["percentile"] = M.percentile(st.hist, st.zeros, st.absmax, percentile).threshold
-    return out
-
-
-def collect(results: dict, cfg, tables: dict[str, str], evaluation=None) -> dict:
-    """The page's data. results: method -> calibrate Result (one, or one per method with --method all);
-    cfg: the calibrate Config; tables: method -> table path; evaluation: the int8 evaluation (or None)."""
-    import numpy as np
-
-    from onnx2caffe.calibrate import methods as M
-    from onnx2caffe.calibrate.job import METHODS
-
-    methods = list(results)
-    first = results[methods[0]]
-    data: dict = {
-        "prototxt": cfg.proto,
-        "caffemodel": cfg.model,
-        "images": cfg.images,
-        "images_used": first.images_used,
-        "images_skipped": first.images_skipped,
-        "runtime": first.runtime,
-        "seconds": round(float(first.seconds.get("total", 0.0)), 3),
-        "methods": methods,
-        "tables": tables,
-        "preprocess": {
-            "mean": list(cfg.mean),
-            "norm": list(cfg.norm),
-            "pixel": cfg.pixel,
-            "size": list(cfg.size) if cfg.size else None,
-        },
-        "group": cfg.group,
-        "percentile": cfg.percentile,
-    }
-    stats = first.stats or {}
-    blobs: dict[str, dict] = {}
-    for r in first.layers:
-        q = r.layer
-        if q.run_blob in blobs:
-            blobs[q.run_blob]["layers"].append(q.name)
-            continue
-        st = stats.get(q.run_blob)
-        th = {m: _threshold_of(results[m], q.name) for m in methods}
-        if st is not None:
-            for m, t in _other_thresholds(st, cfg.percentile).items():
-                th.setdefault(m, t)
-        th = {m: th[m] for m in METHODS if m in th}
-        entry = {
-            "blob": q.blob,
-            "layers": [q.name],
-            "absmax": float(r.absmax),
-            "thresholds": th,
-            "clipped": {},
-            "hist": None,
-        }
-        if st is not None and st.hist is not None and st.absmax > 0:
-            for m, t in th.items():
-                entry["clipped"][m] = float(M.clipped_share(st.hist, st.zeros, st.absmax, t))
-            h = np.asarray(st.hist, dtype=np.int64)
-            entry["hist"] = h.reshape(DISPLAY_BINS, -1).sum(axis=1).tolist()
-            entry["zeros"] = int(st.zeros)
-        blobs[q.run_blob] = entry
-    blob_of = {r.layer.name: r.layer.run_blob for r in first.layers}
-    layers = []
-    for i, r in enumerate(first.layers):
-        ws = [float(w) for w in r.layer.weight_scales]
-        row = {
-            "pos": i + 1,
-            "layer": r.layer.name,
-            "type": r.layer.type,
-            "blob": r.layer.blob,
-            "run_blob": blob_of[r.layer.name],
-            "absmax": float(r.absmax),
-            "weight_scales": {
-                "count": len(ws),
-                "min": min(ws) if ws else None,
-                "max": max(ws) if ws else None,
-            },
-            "by_method": {},
-        }
-        for m in methods:
-            lr = next(x for x in results[m].layers if x.layer.name == r.layer.name)
-            row["by_method"][m] = {
-                "threshold": float(lr.threshold),
-                "scale": float(lr.scale),
-                "kl": None if lr.kl is None else float(lr.kl),
-                "clipped": None if lr.clipped is None else float(lr.clipped),
-            }
-        layers.append(row)
-    data["blobs"] = blobs
-    data["layers"] = layers
-    data["evaluation"] = _evaluation(evaluation)
-    return data
-
-
-def _threshold_of(result, layer: str) -> float:
-    return float(next(x.threshold for x in result.layers if x.layer.name == layer))
-
-
-def _evaluation(evaluation) -> dict | None:
-    if evaluation is None:
-        return None
-    return evaluation.to_json() if hasattr(evaluation, "to_json") else dict(evaluation)
-
-
-# ------------------------------------------------------------------------------------------- rendering
+from .collect import DISPLAY_BINS, calibrate_data
 
 
 def _fmt_pct(v: float | None) -> str:
@@ -395,6 +272,6 @@ def render(data: dict) -> str:
 
 def write(path: str, results: dict, cfg, tables: dict[str, str], evaluation=None) -> int:
     """Collect, render and write the page atomically; returns its size in bytes."""
-    document = render(collect(results, cfg, tables, evaluation))
+    document = render(calibrate_data(results, cfg, tables, evaluation))
     H.write_page(path, document)
     return len(document.encode("utf-8"))

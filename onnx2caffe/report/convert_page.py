@@ -9,117 +9,7 @@ import os
 from collections import Counter
 
 from . import html as H
-
-
-def _mapper_notes(op: str) -> str:
-    from onnx2caffe.registry import mappers_for
-
-    domain, _, op_type = op.rpartition("::")
-    notes = []
-    for e in mappers_for(op_type, domain):
-        if e.notes and e.notes not in notes:
-            notes.append(e.notes)
-    return " / ".join(notes)
-
-
-def _passes(applied: list[str]) -> list[dict]:
-    from onnx2caffe.passes import PASSES
-
-    return [
-        {"name": p.NAME, "description": " ".join(str(p.DESCRIPTION).split()), "applied": p.NAME in applied}
-        for p in PASSES
-    ]
-
-
-def _input_ops(model) -> dict[str, int]:
-    """Op type counts of the input model (nodes only; weights are not read), {} when it cannot be read."""
-    import onnx
-
-    from onnx2caffe.origins import op_label
-
-    try:
-        proto = (
-            model if isinstance(model, onnx.ModelProto) else onnx.load(str(model), load_external_data=False)
-        )
-    except Exception:  # the refusal itself is the page's content; the model summary is optional
-        return {}
-    return dict(Counter(op_label(n) for n in proto.graph.node))
-
-
-def collect(model, prefix: str, result=None, error=None, seed: int = 0, checked: bool = True) -> dict:
-    """The page's data. result: the ConversionResult (also when the check failed: ToleranceError.result);
-    error: the ConversionError of a refused model (its `.errors` list the nodes), or the ToleranceError."""
-    data: dict = {
-        "model": str(model) if not hasattr(model, "SerializeToString") else "<ModelProto>",
-        "prefix": str(prefix),
-        "seed": seed,
-        "checked": checked,
-        "error": str(error) if error is not None else None,
-    }
-    refused = getattr(error, "errors", None) if result is None else None
-    if result is None:
-        data["status"] = "refused"
-        data["refusals"] = [
-            {
-                "node": e.node_name,
-                "op": f"{e.domain}::{e.op_type}" if e.domain else e.op_type,
-                "opset": e.opset,
-                "attribute": e.attribute,
-                "value": None if e.attribute is None else _short(e.value),
-                "reason": e.reason,
-            }
-            for e in (refused or [])
-        ]
-        data["input_ops"] = _input_ops(model)
-        return data
-    net = result.net
-    types = {ly.name: ly.type for ly in net.layers}
-    data["status"] = "converted" if result.ok or not checked else "outside tolerance"
-    files = [p for p in (result.prototxt, result.caffemodel, result.names_json, result.layers_json) if p]
-    data["files"] = [{"path": p, "bytes": os.path.getsize(p) if os.path.isfile(p) else None} for p in files]
-    data["inputs"] = [{"blob": b, "shape": list(s)} for b, s in result.inputs.items()]
-    data["outputs"] = list(result.outputs)
-    data["caffe_layers"] = len([ly for ly in net.layers if ly.type != "Input"])
-    data["caffe_types"] = dict(Counter(ly.type for ly in net.layers if ly.type != "Input").most_common())
-    data["weights"] = int(sum(int(b.size) for ly in net.layers for b in ly.blobs))
-    record = result.layers or {"compositions": [], "removed": []}
-    ops: dict[str, dict] = {}
-    for c in record["compositions"]:
-        row = ops.setdefault(
-            c["op"], {"op": c["op"], "nodes": 0, "layers": Counter(), "from": Counter(), "examples": []}
-        )
-        row["nodes"] += 1
-        row["layers"].update(types.get(name, "?") for name in c["layers"])
-        row["from"].update(op for _, op in c["onnx_nodes"])
-        if len(row["examples"]) < 3:
-            row["examples"].append(c["node"])
-    data["ops"] = [
-        {
-            "op": r["op"],
-            "nodes": r["nodes"],
-            "caffe_layers": dict(r["layers"].most_common()),
-            "from_ops": dict(r["from"].most_common()),
-            "examples": r["examples"],
-            "notes": _mapper_notes(r["op"]),
-        }
-        for r in sorted(ops.values(), key=lambda r: (-r["nodes"], r["op"]))
-    ]
-    data["removed"] = dict(Counter(op for _, op in record.get("removed", [])).most_common())
-    data["input_nodes"] = sum(len(c["onnx_nodes"]) for c in record["compositions"]) + len(
-        record.get("removed", [])
-    )
-    data["passes"] = _passes(result.passes_applied)
-    data["agreement"] = result.report
-    data["skipped"] = result.skipped
-    return data
-
-
-def _short(value, limit: int = 80) -> str:
-    text = " ".join(repr(value).split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-# ------------------------------------------------------------------------------------------- rendering
+from .collect import convert_data
 
 
 def _counts(counter: dict) -> str:
@@ -312,6 +202,6 @@ def render(data: dict) -> str:
 
 def write(path: str, model, prefix: str, result=None, error=None, seed: int = 0, checked: bool = True) -> int:
     """Collect, render and write the page atomically; returns its size in bytes."""
-    document = render(collect(model, prefix, result, error, seed, checked))
+    document = render(convert_data(model, prefix, result, error, seed, checked))
     H.write_page(path, document)
     return len(document.encode("utf-8"))

@@ -7,77 +7,8 @@ from __future__ import annotations
 
 import os
 
-from onnx2caffe import origins as O
-
 from . import html as H
-
-
-def _origins(result) -> tuple[dict[str, O.LayerOrigin], str]:
-    """Caffe layer -> origin, and where that came from (for the page)."""
-    path = O.default_layers_file(result.prototxt, result.names_file)
-    if path is not None:
-        return O.by_layer(O.load(path)), path
-    if result.per_layer is None or not isinstance(result.model, str) or not os.path.isfile(result.model):
-        return {}, ""
-    import onnx
-
-    model = onnx.load(result.model, load_external_data=False)
-    layer_tensor = {r["layer"]: r["output"] for r in result.per_layer if r.get("output") and r.get("layer")}
-    return O.from_tensors(model.graph.node, layer_tensor), ""
-
-
-def collect(result, preprocess: dict | None = None) -> dict:
-    """The page's data (JSON-able): VerifyResult.to_json() plus the layer rows merged over the runtimes
-    (`layers`), each with its origin, and the Caffe input shapes. preprocess: --mean/--scale/--pixel as
-    given (shown when an input is an image)."""
-    from onnx2caffe.caffe_net import CaffeNet
-
-    data = result.to_json()
-    shapes = {}
-    try:
-        shapes = {b: list(s) for b, s in CaffeNet.load(result.prototxt).inputs.items()}
-    except Exception:  # the prototxt was read by verify already; shapes are only shown
-        shapes = {}
-    for inp in data["inputs"]:
-        inp["shape"] = shapes.get(inp["blob"])
-    data["preprocess"] = preprocess or {}
-    origin_of, layers_file = _origins(result)
-    data["layers_file"] = layers_file or None
-    rows: list[dict] = []
-    index: dict[tuple, dict] = {}
-    for r in data["per_layer"] or []:
-        key = (r["layer"], r["blob"])
-        row = index.get(key)
-        if row is None:
-            o = origin_of.get(r["layer"])
-            row = {
-                "pos": len(rows) + 1,
-                "layer": r["layer"],
-                "type": r["type"],
-                "blob": r["blob"],
-                "tensor": r.get("output"),
-                "shape": r.get("shape"),
-                "node": o.node if o else None,
-                "op": o.op if o else None,
-                "onnx_nodes": [list(p) for p in o.onnx_nodes] if o else [],
-                "composition_size": o.size if o else 0,
-                "results": {},
-            }
-            index[key] = row
-            rows.append(row)
-        row["tensor"] = row["tensor"] or r.get("output")
-        row["shape"] = row["shape"] or r.get("shape")
-        row["results"][r["runtime"]] = {k: r.get(k) for k in ("max_abs", "max_rel", "cosine", "ok", "note")}
-    data["layers"] = rows if data["per_layer"] is not None else None
-    first = {}
-    for rt, bad in (data.get("first_disagreement") or {}).items():
-        first[rt] = index[(bad["layer"], bad["blob"])]["pos"] if bad else None
-    data["first_position"] = first
-    data["per_layer"] = None  # merged into "layers"
-    return data
-
-
-# ------------------------------------------------------------------------------------------- rendering
+from .collect import verify_data
 
 
 def _nodes_html(nodes: list) -> tuple[str, str]:
@@ -315,6 +246,6 @@ def render(data: dict) -> str:
 
 def write(path: str, result, preprocess: dict | None = None) -> int:
     """Collect, render and write the page atomically; returns its size in bytes."""
-    document = render(collect(result, preprocess))
+    document = render(verify_data(result, preprocess))
     H.write_page(path, document)
     return len(document.encode("utf-8"))
