@@ -75,6 +75,8 @@ footer { margin-top: 32px; color: var(--muted); font-size: 12px; }
   table { font-size: 9.5px; }
   thead { display: table-header-group; }
   tr, figure { break-inside: avoid; }
+  .grid { grid-template-columns: repeat(3, 1fr); gap: 6px 10px; }
+  figcaption, .grid h3 { font-size: 9px; }
   h2 { break-after: avoid; }
   table.sortable th::after { content: ""; }
   .verdict, tr.bad td, tr.first td { print-color-adjust: exact; -webkit-print-color-adjust: exact; }
