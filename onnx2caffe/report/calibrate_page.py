@@ -136,7 +136,7 @@ def _layer_table(data: dict) -> str:
     for r in order:
         blob = data["blobs"][r["run_blob"]]
         cells = [
-            H.Cell(str(r["pos"]), r["pos"], "num"),
+            H.Cell(str(r["pos"]), None, "num"),
             H.Cell(f'<a href="#h-{r["pos"]}">{H.esc(r["layer"])}</a>', r["layer"], "name"),
             H.text(r["type"]),
         ]

@@ -166,7 +166,7 @@ def text(value: Any, cls: str = "", sort: Any = None) -> Cell:
 def num(value: float | None, spec: str = ".3g", cls: str = "") -> Cell:
     """A number cell sorting by value (infinite: as the largest; missing: last)."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
-        return Cell("-", "", ("num " + cls).strip())
+        return Cell("-", None, ("num " + cls).strip())  # "-" is no number: sorted last
     v = float(value)
     key = "1e308" if v == math.inf else ("-1e308" if v == -math.inf else format(v, ".7g"))
     return Cell(esc(fmt_num(v, spec)), key, ("num " + cls).strip())

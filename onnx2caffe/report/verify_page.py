@@ -18,7 +18,7 @@ def _nodes_html(nodes: list) -> tuple[str, str]:
     shown = "<br>".join(H.esc(n) for n, _ in nodes[:3])
     if len(nodes) > 3:
         shown += f'<br><span class="muted">+{len(nodes) - 3} more</span>'
-    return shown, "\n".join(f"{n} ({op})" for n, op in nodes)
+    return shown, ("\n".join(f"{n} ({op})" for n, op in nodes) if len(nodes) > 1 else "")
 
 
 def _composition_html(row: dict) -> tuple[str, str]:
@@ -26,7 +26,7 @@ def _composition_html(row: dict) -> tuple[str, str]:
         return '<span class="muted">-</span>', ""
     size = row["composition_size"]
     extra = f' <span class="muted">{size} layers</span>' if size > 1 else ""
-    return f'<span class="tag">{H.esc(row["op"])}</span>{extra}', f"node {row['node']}"
+    return f'<span class="tag">{H.esc(row["op"])}</span>{extra}', ""
 
 
 def _verdict(data: dict) -> str:
@@ -160,12 +160,17 @@ def _layer_table(data: dict) -> str:
         nodes, nodes_title = _nodes_html(r["onnx_nodes"])
         comp, comp_title = _composition_html(r)
         cells = [
-            H.Cell(str(r["pos"]), r["pos"], "num"),
+            H.Cell(str(r["pos"]), None, "num"),
             H.name(r["layer"]),
             H.text(r["type"]),
             H.Cell(blob, None, "name"),
-            H.Cell(nodes, r["onnx_nodes"][0][0] if r["onnx_nodes"] else "", "name", nodes_title),
-            H.Cell(comp, r["op"] or "", "", comp_title),
+            H.Cell(
+                nodes,
+                None if len(r["onnx_nodes"]) == 1 else (r["onnx_nodes"][0][0] if r["onnx_nodes"] else ""),
+                "name",
+                nodes_title or None,
+            ),
+            H.Cell(comp, None if r["op"] else "", "", comp_title or None),
         ]
         oks, notes = [], []
         for rt in rts:
