@@ -138,7 +138,8 @@ def _chart_html(data: dict) -> str:
     svg = error_chart(positions, series, tol["max_rel"], tol["min_cosine"], first, salt="verify-layers")
     return H.figure(
         svg,
-        f"{len(layers)} compared blobs of {len(data['layers'])}; a dotted vertical line marks a runtime's first "
+        f"{len(layers)} compared blobs of {len(data['layers'])} (the lines join the compared ones: a "
+        "composition's inner blobs have no ONNX counterpart); a dotted vertical line marks a runtime's first "
         "layer outside tolerance. Only the graph outputs decide the verdict: an intermediate blob paired by "
         "name alone may legitimately differ.",
     )
