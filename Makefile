@@ -6,27 +6,29 @@ BIN    := $(VENV)/bin
 PY     := $(BIN)/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install venv caffe proto docs test lint format demo bench clean-caffe help
+.PHONY: install venv caffe browser proto docs test lint format demo bench clean-caffe help
 
 help:
-	@echo "make install   venv with onnx2caffe + test extras, and real Caffe (make caffe)"
+	@echo "make install   venv with onnx2caffe + test extras, real Caffe (make caffe), Chromium (make browser)"
 	@echo "make test      lint + the test suite (installs first if needed)"
 	@echo "make demo      export a torchvision model, convert it, verify it"
 	@echo "make caffe     build BVLC Caffe (CPU) + pycaffe into $(CAFFE)/ (about 5 minutes)"
+	@echo "make browser   Debian's chromium (headless), for the tests of the HTML report pages"
 	@echo "make proto     regenerate onnx2caffe/proto/caffe_pb2.py from caffe.proto"
 	@echo "make docs      regenerate the op table in README.md from the registry"
 	@echo "make bench     run the benchmarks in benchmarks/"
 	@echo "make families  the family zoo (detectors, segmenters, OCR, SR, face nets) -> docs/families.md"
 
-install: venv caffe
+install: venv caffe browser
 
 venv: $(STAMP)
 
-# torch/torchvision come from the distribution's wheels; the project's extras add OpenCV, pytest, ruff.
+# torch/torchvision come from the distribution's wheels; the project's extras add OpenCV, matplotlib (the
+# report pages' charts), pytest, ruff.
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[opencv,vision,test,ncnn,families]'
+	$(BIN)/pip install -q -e '.[opencv,vision,test,ncnn,families,report]'
 	# facenet-pytorch (MTCNN's real weights: the ncnn int8 test and example, the family zoo) without its
 	# dependencies: its metadata pins a torch and numpy older than ours; it runs on them
 	$(BIN)/pip install -q --no-deps 'facenet-pytorch>=2.5'
@@ -34,6 +36,9 @@ $(STAMP): pyproject.toml
 
 caffe:
 	bash scripts/build_caffe.sh $(CAFFE)
+
+browser:
+	bash scripts/install_chromium.sh
 
 proto: venv
 	bash scripts/gen_proto.sh
