@@ -44,6 +44,10 @@ float32, top-1 agreement when the output is a class score (a Softmax, or 2-D wit
 whose int8 output drifts most from its input. --json prints everything as one JSON document.
 --runtime ncnn calibrates on ncnn float32 itself (as ncnn2table does) instead of a Caffe runtime.
 
+--html FILE also writes one self-contained HTML page: per quantised layer the histogram of |x| of the
+blob it reads with the thresholds of the chosen and the other methods, the clipped share, scale and KL;
+with --evaluate, what int8 costs per output and per layer, the layers sorted by it.
+
 Exit status: 0 done; 2 bad input (missing files, no usable image, no quantisable layer, no runtime).
 """
 
@@ -103,6 +107,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="memory for keeping pass-1 activations so pass 2 needs no second forward (default 1024)",
     )  # fmt: skip
     parser.add_argument("--quiet", action="store_true", help="no progress output")
+    parser.add_argument("--html", metavar="FILE", default=None, help="also write an HTML report page")
     ev = parser.add_argument_group("int8 quality on ncnn (held-out images)")
     ev.add_argument(
         "--evaluate", metavar="DIR", default=None, help="compare int8 with float32 ncnn on these images"
@@ -148,6 +153,10 @@ def run(args: argparse.Namespace) -> int:
             raise InputFileError(f"--{flag.replace('_', '-')} only applies with --evaluate")
     methods = list(METHODS) if args.method == "all" else [args.method]
     outputs = table_paths(args.output, methods)
+    if args.html:
+        from onnx2caffe.report.html import check_destination
+
+        check_destination(args.html)
     rt = open_runtime(args.runtime)
     try:
         if args.gpu == 1:
@@ -168,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
             size=args.size,
             runtime=rt.name,
             workers=args.workers or min(8, os.cpu_count() or 1),
-            report=args.report,
+            report=args.report or bool(args.html),  # the page shows the histograms
             cache_mb=args.cache_mb,
             progress=not args.quiet,
         )
@@ -186,6 +195,7 @@ def run(args: argparse.Namespace) -> int:
             file=say,
         )
     if args.evaluate is None:
+        _write_html(args, results, cfg, outputs, None, say)
         return 0
     from onnx2caffe.calibrate.evaluate import evaluate, format_evaluation
 
@@ -207,4 +217,14 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({"tables": outputs, "evaluation": ev.to_json()}, indent=1, allow_nan=False))
     else:
         print(format_evaluation(ev))
+    _write_html(args, results, cfg, outputs, ev, say)
     return 0
+
+
+def _write_html(args, results, cfg, outputs, evaluation, say) -> None:
+    if not args.html:
+        return
+    from onnx2caffe.report import calibrate_page
+
+    size = calibrate_page.write(args.html, results, cfg, outputs, evaluation)
+    print(f"wrote {args.html} ({size // 1024} KB)", file=say)

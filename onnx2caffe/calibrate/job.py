@@ -94,6 +94,7 @@ class Result:
     seconds: dict[str, float]
     runtime: str
     style: str
+    stats: dict[str, BlobStats] | None = None  # run blob -> its statistics (the --html page's histograms)
 
 
 # --------------------------------------------------------------------------------------------- model
@@ -342,7 +343,7 @@ def run_calibrations(
         secs = dict(seconds)
         secs["thresholds"] = time.perf_counter() - t0
         secs["total"] = time.perf_counter() - t_start
-        out[m] = Result(results, used, skipped, secs, rt.name, style)
+        out[m] = Result(results, used, skipped, secs, rt.name, style, stats)
     return out
 
 
