@@ -59,6 +59,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--min-cosine", type=float, default=None, help="tolerance on cosine (default 0.99999)"
     )
+    from onnx2caffe import progress
+
+    progress.add_arguments(parser)
     group = parser.add_argument_group(
         "one step from PyTorch (as `onnx2caffe export`); --input-shape also fixes an ONNX file's dynamic inputs"
     )
@@ -93,12 +96,20 @@ def _is_pytorch_model(args: argparse.Namespace) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
+    from onnx2caffe import progress
+
+    with progress.reporting(progress.mode_from_args(args)):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from onnx2caffe.compare import DEFAULT_MAX_REL, DEFAULT_MIN_COSINE
     from onnx2caffe.convert import convert, format_report
     from onnx2caffe.errors import ToleranceError
     from onnx2caffe.runtimes import RUNTIME_NAMES
 
     model = args.model
+    reference = None
     if _is_pytorch_model(args):
         from onnx2caffe.cli_export import run_export
         from onnx2caffe.errors import InputFileError
@@ -107,7 +118,14 @@ def run(args: argparse.Namespace) -> int:
             raise InputFileError(
                 f"{args.model}: a PyTorch model needs --input-shape, e.g. --input-shape 1,3,224,224"
             )
-        model = run_export(args, args.output + ".onnx")
+        exported = run_export(args, args.output + ".onnx")
+        # the model just written, as the export holds it (no re-reading), with the check's onnxruntime
+        # outputs as the reference (the same model, the same seeded input)
+        model = exported.split
+        model.source = exported.path
+        if exported.onnx_outputs is not None:
+            reference = (exported.inputs, exported.onnx_outputs)
+        del exported
         input_shapes = None
     else:
         _refuse_export_options(args)
@@ -128,6 +146,7 @@ def run(args: argparse.Namespace) -> int:
             max_rel=DEFAULT_MAX_REL if args.max_rel is None else args.max_rel,
             min_cosine=DEFAULT_MIN_COSINE if args.min_cosine is None else args.min_cosine,
             input_shapes=input_shapes,
+            reference=reference,
         )
     except ToleranceError as err:
         result = getattr(err, "result", None)
@@ -150,6 +169,7 @@ def _refuse_export_options(args: argparse.Namespace) -> None:
             ("--weights", args.weights),
             ("--unsafe-load", args.unsafe_load or None),
             ("--model-arg", args.model_args or None),
+            ("--no-simplify", args.no_simplify or None),
         )
         if value is not None
     ]
