@@ -119,7 +119,14 @@ def _env(src: str | None) -> dict[str, str]:
 
 def _run(code: str, args: list[str], stats: str, env: dict[str, str]) -> dict:
     t = time.perf_counter()
-    p = subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True)
+    # cwd: the results folder, so that `python -c` (cwd first on sys.path) imports the onnx2caffe asked for
+    p = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=os.path.dirname(stats),
+    )
     wall = time.perf_counter() - t
     if p.returncode != 0:
         raise SystemExit(f"child failed ({p.returncode}): {' '.join(args[:4])}\n{p.stderr.strip()[-3000:]}")
@@ -130,12 +137,12 @@ def _run(code: str, args: list[str], stats: str, env: dict[str, str]) -> dict:
 
 
 def run_bare(name: str, folder: str, env) -> dict:
-    stats = os.path.join(folder, "bare.json")
+    stats = os.path.join(os.path.abspath(folder), "bare.json")
     return _run(BARE_CHILD, [name, os.path.join(folder, f"{name}_bare.onnx"), stats], stats, env)
 
 
 def run_pipeline(name: str, folder: str, env, profile: bool = False, check: bool = False) -> dict:
-    stats = os.path.join(folder, "pipeline.json")
+    stats = os.path.join(os.path.abspath(folder), "pipeline.json")
     cli = ["convert", f"torchvision:{name}", "--input-shape", ",".join(map(str, SHAPE)), "-o",
            os.path.join(folder, name)]  # fmt: skip
     if not check:
@@ -211,7 +218,7 @@ def main(argv=None) -> int:
     p.add_argument("--no-steps", action="store_true", help="skip the per-step run")
     p.add_argument("--json", default=None, metavar="FILE", help="also write the measurements to FILE")
     args = p.parse_args(argv)
-    folder = args.dir or tempfile.mkdtemp(prefix="onnx2caffe-bench-")
+    folder = os.path.abspath(args.dir or tempfile.mkdtemp(prefix="onnx2caffe-bench-"))
     os.makedirs(folder, exist_ok=True)
     env = _env(args.src)
     results = []

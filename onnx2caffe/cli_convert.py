@@ -96,13 +96,6 @@ def _is_pytorch_model(args: argparse.Namespace) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    from onnx2caffe import progress
-
-    with progress.reporting(progress.mode_from_args(args)):
-        return _run(args)
-
-
-def _run(args: argparse.Namespace) -> int:
     from onnx2caffe.compare import DEFAULT_MAX_REL, DEFAULT_MIN_COSINE
     from onnx2caffe.convert import convert, format_report
     from onnx2caffe.errors import ToleranceError

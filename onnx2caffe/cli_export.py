@@ -138,10 +138,7 @@ def add_export_options(parser: argparse.ArgumentParser, required: bool) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the export; prints the check. Errors propagate as Onnx2CaffeError (one-line messages)."""
-    from onnx2caffe import progress
-
-    with progress.reporting(progress.mode_from_args(args)):
-        run_export(args, args.output, check=not args.no_check)
+    run_export(args, args.output, check=not args.no_check)
     return 0
 
 

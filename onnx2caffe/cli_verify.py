@@ -64,6 +64,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--min-cosine", type=float, default=None, help="tolerance on cosine (default 0.99999)"
     )
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of the table")
+    from onnx2caffe import progress
+
+    progress.add_arguments(parser)  # progress goes to stderr: stdout stays the report or the JSON document
     parser.add_argument(
         "--caffe-root", metavar="DIR", default=None, help="Caffe built by `make caffe` (default: see README)"
     )

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import onnx
 
+from . import progress
 from .compare import DEFAULT_MAX_REL, DEFAULT_MIN_COSINE, compare_outputs
 from .errors import InputFileError
 
@@ -332,7 +333,8 @@ def verify(
             else:  # no inferred type: onnxruntime infers it itself
                 vi.name = t
             ref_model.graph.output.append(vi)
-    refs = reference_outputs(ref_model.SerializeToString(), feeds, wanted + extra)
+    with progress.step("onnxruntime reference"):
+        refs = reference_outputs(ref_model.SerializeToString(), feeds, wanted + extra)
     refs.update({t: v for t, v in feeds.items()})
 
     # ---- Caffe runtimes
@@ -344,7 +346,7 @@ def verify(
     rts = runtime_objects(runtimes, caffe_root)
     try:
         for rt, _ in rts:
-            with rt.load(prototxt, caffemodel) as loaded:
+            with progress.step(f"check on {rt.name}"), rt.load(prototxt, caffemodel) as loaded:
                 available = set(loaded.blob_names())
                 ask = [b for b in requested if b in available]
                 outs = loaded.run(caffe_feeds, outputs=ask)
