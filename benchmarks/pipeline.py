@@ -4,7 +4,7 @@ For each net (torchvision, random weights, 1x3x224x224), ROUNDS rounds, each run
 one after the other, their order alternating from round to round (the machine may be shared and noisy:
 ratios are taken within a round, and the medians reported):
 
-  bare      builds the model (torchvision.models.get_model(NAME, weights=None)) and calls
+  bare      builds the model (torchvision's builder with weights=None, weights_backbone=None) and calls
             torch.onnx.export (TorchScript exporter, dynamo=False, opset 13) into a file: nothing else
   pipeline  onnx2caffe convert torchvision:NAME --input-shape 1,3,224,224 -o OUT --no-check --quiet
             (export, simplification, the check of the ONNX graph against PyTorch, conversion, writing the
@@ -53,13 +53,16 @@ def _status():
 
 # argv: NAME OUT.onnx STATS.json
 BARE_CHILD = (
-    "import json, resource, sys, time, warnings\n"
+    "import inspect, json, resource, sys, time, warnings\n"
     + _STATUS
     + r"""
+t_start = time.time()
 t0 = time.perf_counter()
 import torch, torchvision
 t1 = time.perf_counter()
-model = torchvision.models.get_model(sys.argv[1], weights=None).eval()
+builder = torchvision.models.get_model_builder(sys.argv[1])
+kwargs = {"weights_backbone": None} if "weights_backbone" in inspect.signature(builder).parameters else {}
+model = builder(weights=None, **kwargs).eval()  # as `torchvision:NAME` builds it: nothing downloaded
 t2 = time.perf_counter()
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -67,8 +70,8 @@ with warnings.catch_warnings():
 t3 = time.perf_counter()
 ru = resource.getrusage(resource.RUSAGE_SELF)
 steps = {"import torch": t1 - t0, "build model": t2 - t1, "export": t3 - t2}
-json.dump({"peak": _status()["VmHWM"], "sys": ru.ru_stime, "user": ru.ru_utime, "steps": steps},
-          open(sys.argv[3], "w"))
+json.dump({"peak": _status()["VmHWM"], "sys": ru.ru_stime, "user": ru.ru_utime, "steps": steps,
+           "t_start": t_start, "t_end": time.time() - t_start}, open(sys.argv[3], "w"))
 """.replace("SHAPE", repr(SHAPE))
 )
 
@@ -77,6 +80,7 @@ PIPELINE_CHILD = (
     "import json, resource, sys, time\n"
     + _STATUS
     + r"""
+t_start = time.time()
 stats_path, profile, argv = sys.argv[1], sys.argv[2] == "1", sys.argv[3:]
 steps = []
 if profile:
@@ -88,11 +92,11 @@ if profile:
         if event == "start":
             with open("/proc/self/clear_refs", "w") as f:
                 f.write("5")  # reset VmHWM to the current RSS
-            state[name] = (resource.getrusage(resource.RUSAGE_SELF).ru_stime, _status()["VmRSS"])
+            state[name] = (resource.getrusage(resource.RUSAGE_SELF).ru_stime, _status()["VmRSS"], time.time())
         else:
-            sys0, rss0 = state.pop(name)
+            sys0, rss0, t0 = state.pop(name)
             st = _status()
-            steps.append({"step": name, "wall": seconds,
+            steps.append({"step": name, "wall": seconds, "start": t0 - t_start,
                           "sys": resource.getrusage(resource.RUSAGE_SELF).ru_stime - sys0,
                           "rss_before": rss0, "peak": st["VmHWM"], "rss_after": st["VmRSS"]})
 
@@ -100,8 +104,8 @@ if profile:
 from onnx2caffe.cli import main
 rc = main(argv)
 ru = resource.getrusage(resource.RUSAGE_SELF)
-json.dump({"rc": rc, "peak": _status()["VmHWM"], "sys": ru.ru_stime, "user": ru.ru_utime, "steps": steps},
-          open(stats_path, "w"))
+json.dump({"rc": rc, "peak": _status()["VmHWM"], "sys": ru.ru_stime, "user": ru.ru_utime, "steps": steps,
+           "t_start": t_start, "t_end": time.time() - t_start}, open(stats_path, "w"))
 sys.exit(rc)
 """
 )
@@ -118,6 +122,7 @@ def _env(src: str | None) -> dict[str, str]:
 
 
 def _run(code: str, args: list[str], stats: str, env: dict[str, str]) -> dict:
+    t_launch = time.time()
     t = time.perf_counter()
     # cwd: the results folder, so that `python -c` (cwd first on sys.path) imports the onnx2caffe asked for
     p = subprocess.run(
@@ -133,6 +138,8 @@ def _run(code: str, args: list[str], stats: str, env: dict[str, str]) -> dict:
     with open(stats) as f:
         out = json.load(f)
     out["wall"] = wall
+    if "t_start" in out:  # seconds from launching the process to its first line of code
+        out["startup"] = out["t_start"] - t_launch
     return out
 
 
@@ -180,6 +187,10 @@ def bench(name: str, folder: str, rounds: int, env, steps: bool) -> dict:
             k: statistics.median(r["bare"]["steps"][k] for r in rows) for k in rows[0]["bare"]["steps"]
         },
     }
+    result["bare_steps"]["python start"] = statistics.median(r["bare"]["startup"] for r in rows)
+    result["bare_steps"]["interpreter exit"] = statistics.median(
+        r["bare"]["wall"] - r["bare"]["startup"] - r["bare"]["t_end"] for r in rows
+    )
     print(f"  median: time {result['time_ratio']:.2f}x the bare export (goal <= {GOAL_TIME}x), "
           f"peak memory {result['peak_ratio']:.2f}x ({weights / mb:.0f} MB .onnx)")  # fmt: skip
     print("  bare export steps (median s): "
@@ -202,8 +213,13 @@ def bench(name: str, folder: str, rounds: int, env, steps: bool) -> dict:
             for s in prof["steps"]:
                 print(f"    {s['step']:<26}{s['wall']:>8.2f}{s['sys']:>7.2f}{s['rss_before'] / mb:>11.0f}"
                       f"{s['peak'] / mb:>8.0f}{s['rss_after'] / mb:>10.0f}")  # fmt: skip
-            other = prof["wall"] - sum(s["wall"] for s in prof["steps"])
-            print(f"    {'(outside steps: python, imports, argparse)':<26} {other:.2f} s")
+            first, last = prof["steps"][0], prof["steps"][-1]
+            between = last["start"] + last["wall"] - first["start"] - sum(s["wall"] for s in prof["steps"])
+            ending = prof["t_end"] - last["start"] - last["wall"]
+            teardown = prof["wall"] - prof["startup"] - prof["t_end"]
+            print(f"    outside the steps: {prof['startup']:.2f} s python start, {first['start']:.2f} s imports and "
+                  f"arguments, {between:.2f} s between steps, {ending:.2f} s printing, "
+                  f"{teardown:.2f} s interpreter exit")  # fmt: skip
     return result
 
 

@@ -596,7 +596,12 @@ class OnnxGraph:
         SplitModel's arrays are used as they are (shared, not copied).
         source: the name messages use (default: the path, or the graph name of a proto)."""
         if not detach_weights:
-            proto, name = load_model(model)
+            from .onnx_io import SplitModel
+
+            fresh = isinstance(model, SplitModel)
+            if fresh:
+                model = model.to_proto()
+            proto, name = load_model(model, copy=not fresh)  # OnnxGraph edits its model: never the caller's
             held: dict[str, np.ndarray] = {}
         else:
             split, name = load_split(model)
