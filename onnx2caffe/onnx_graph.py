@@ -796,6 +796,11 @@ class OnnxGraph:
                 )
 
     # ------------------------------------------------------------------ queries
+    def detached_weights(self) -> dict[str, np.ndarray]:
+        """The initializers held only as arrays (see `load(detach_weights=True)`): name -> array (shared).
+        With `model` they make a SplitModel (onnx_io) that onnxruntime runs without a copy of them."""
+        return dict(self._detached)
+
     @property
     def graph(self) -> onnx.GraphProto:
         return self.model.graph

@@ -211,6 +211,7 @@ def verify(
     from .convert import reference_outputs, runtime_objects
     from .inputs import prepare_inputs
     from .onnx_graph import OnnxGraph
+    from .onnx_io import SplitModel
     from .registry import sanitize_name
     from .runtimes import RUNTIME_NAMES
 
@@ -218,7 +219,7 @@ def verify(
     for kind, path in (("prototxt", prototxt), ("caffemodel", caffemodel)):
         if not os.path.isfile(path):
             raise InputFileError(f"{path}: no such file ({kind})")
-    graph = OnnxGraph.load(model)
+    graph = OnnxGraph.load(model, detach_weights=True)  # the weights once, as arrays (see the reference)
     net = CaffeNet.load(prototxt, caffemodel)
     info = _NetInfo(net)
     if not info.inputs:
@@ -334,7 +335,8 @@ def verify(
                 vi.name = t
             ref_model.graph.output.append(vi)
     with progress.step("onnxruntime reference"):
-        refs = reference_outputs(ref_model.SerializeToString(), feeds, wanted + extra)
+        # as convert's check runs it (the weights fed as inputs): the same numbers as convert's report
+        refs = reference_outputs(SplitModel(ref_model, graph.detached_weights()), feeds, wanted + extra)
     refs.update({t: v for t, v in feeds.items()})
 
     # ---- Caffe runtimes
