@@ -21,8 +21,9 @@ graph is run with onnxruntime on a seeded random input and compared with PyTorch
 
 Cost. PyTorch runs the model once: the TorchScript exporter traces an nn.Module by running it on the check's
 input, and a forward hook keeps that run's outputs as the check's reference (the dynamo exporter does not
-run the model, and TorchScript files are not traced: those are run once before export). The exported file
-is read with its weights straight into numpy arrays (a SplitModel, onnx2caffe/onnx_io.py), onnx-simplifier
+run the model, and TorchScript files are not traced: those are run once before export). The exported model
+(kept in memory for the TorchScript exporter; the dynamo exporter writes a temporary file) becomes a
+SplitModel (onnx2caffe/onnx_io.py) with its weights copied into numpy arrays once, onnx-simplifier
 sees the graph without the layer weights it cannot use (onnx2caffe/simplify.py), and onnxruntime gets the
 weights as inputs instead of a serialized copy: the weights are held by PyTorch and once more as arrays.
 """
@@ -51,7 +52,7 @@ import onnx
 
 from onnx2caffe import progress
 from onnx2caffe.errors import InputFileError, Onnx2CaffeError, ToleranceError
-from onnx2caffe.onnx_io import SplitModel
+from onnx2caffe.onnx_io import CapturedBytes, SplitModel
 
 EXPORTERS = ("torchscript", "dynamo")
 DEFAULT_EXPORTER = "torchscript"
@@ -585,8 +586,8 @@ def export_split(
     folder: str | None = None,
 ) -> Exported:
     """Export ``model`` (eval mode) with static ``input_shapes`` as a SplitModel, with PyTorch's outputs on
-    ``example_inputs`` (for the check). ``folder``: where the exporter's temporary file goes (default: the
-    system's temporary folder).
+    ``example_inputs`` (for the check). The TorchScript exporter's output is kept in memory; ``folder``: where
+    the dynamo exporter's temporary file goes (default: the system's temporary folder).
 
     PyTorch runs the model once: the TorchScript exporter traces an nn.Module by running it, and a forward
     hook keeps the outputs of that run (the outputs are named once their number is known); the dynamo
@@ -613,21 +614,26 @@ def export_split(
         if output_names is None:
             output_names = _default_names("output", len(torch_outputs))
 
-    with tempfile.TemporaryDirectory(prefix=".onnx2caffe-export-", dir=folder) as tmp:
-        path = os.path.join(tmp, "model.onnx")
-        names = list(output_names) if output_names is not None else None
-        captured, kept, log = _run_exporter(model, args, path, exporter, opset, input_names, names, traced)
+    names = list(output_names) if output_names is not None else None
+    if exporter == "torchscript":  # it writes the serialized model with one write(): kept in memory
+        out = CapturedBytes()
+        captured, kept, log = _run_exporter(model, args, out, exporter, opset, input_names, names, traced)
         if traced:
             if len(captured) != 1:  # the hook did not see one whole forward: run the model ourselves
                 torch_outputs = _to_numpy(_run_model(model, args, shapes))
             else:
                 torch_outputs = _to_numpy(captured[0])
             captured.clear()
-        split = _read_export(path, tmp, exporter)
+        split = _split_export(out, exporter)
         if names is None and not _name_outputs(split.skeleton, _default_names("output", len(torch_outputs))):
             # an output the exporter must name itself (an input or a repeated tensor): export again, named
             names = _default_names("output", len(torch_outputs))
-            os.remove(path)
+            out = CapturedBytes()
+            _, kept, log = _run_exporter(model, args, out, exporter, opset, input_names, names, False)
+            split = _split_export(out, exporter)
+    else:  # the dynamo exporter writes a file
+        with tempfile.TemporaryDirectory(prefix=".onnx2caffe-export-", dir=folder) as tmp:
+            path = os.path.join(tmp, "model.onnx")
             _, kept, log = _run_exporter(model, args, path, exporter, opset, input_names, names, False)
             split = _read_export(path, tmp, exporter)
     written = onnx_opset(split.skeleton)
@@ -645,7 +651,8 @@ def _to_numpy(out: Any) -> list[np.ndarray]:
 
 
 def _run_exporter(model, args, path, exporter, opset, input_names, output_names, capture):
-    """torch.onnx.export into `path`; (outputs captured from the traced forward, warnings to show, log)."""
+    """torch.onnx.export into `path` (a file name or a file object); (outputs captured from the traced
+    forward, warnings to show, log)."""
     import torch
 
     log = io.StringIO()
@@ -702,6 +709,33 @@ def _run_exporter(model, args, path, exporter, opset, input_names, output_names,
     return captured, kept, log.getvalue()
 
 
+def _split_export(out: CapturedBytes, exporter: str) -> SplitModel:
+    """The model the exporter wrote into `out` as a SplitModel (its weights copied into arrays once)."""
+    from onnx2caffe.onnx_io import split_bytes
+
+    data = out.getvalue()
+    out.parts.clear()
+    if not data:
+        raise ExportError(f"the {exporter} exporter wrote nothing")
+    try:
+        split = split_bytes(data)
+        if split is None:
+            split = SplitModel.from_proto(onnx.load_from_string(data))
+    except Exception as err:
+        raise ExportError(f"the {exporter} exporter wrote an unreadable model: {_one_line(err)}") from None
+    del data
+    _refuse_external(split, exporter)
+    return split
+
+
+def _refuse_external(split: SplitModel, exporter: str) -> None:
+    if any(
+        t.HasField("data_location") and t.data_location == onnx.TensorProto.EXTERNAL
+        for t in split.skeleton.graph.initializer
+    ):
+        raise ExportError(f"the {exporter} exporter left weights outside the model file")
+
+
 def _read_export(path: str, folder: str, exporter: str) -> SplitModel:
     """The exporter's file as a SplitModel (its weights read straight into arrays)."""
     from onnx2caffe.onnx_io import read_split
@@ -717,11 +751,7 @@ def _read_export(path: str, folder: str, exporter: str) -> SplitModel:
             split = SplitModel.from_proto(onnx.load(path, load_external_data=False))
     except Exception as err:
         raise ExportError(f"the {exporter} exporter wrote an unreadable model: {_one_line(err)}") from None
-    if any(
-        t.HasField("data_location") and t.data_location == onnx.TensorProto.EXTERNAL
-        for t in split.skeleton.graph.initializer
-    ):
-        raise ExportError(f"the {exporter} exporter left weights outside the model file")
+    _refuse_external(split, exporter)
     return split
 
 
@@ -870,7 +900,7 @@ def torch_to_onnx(
     folder: str | None = None,
 ) -> TorchExport:
     """Export, simplify and check an nn.Module (see the module docstring). Nothing is written to disk but
-    the exporter's temporary file (in ``folder``, default the system's temporary folder)."""
+    the dynamo exporter's temporary file (in ``folder``, default the system's temporary folder)."""
     exporter, opset = resolve_exporter_and_opset(exporter, opset)
     shapes = _normalise_shapes(input_shapes)
     model.eval()

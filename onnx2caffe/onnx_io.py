@@ -33,6 +33,7 @@ tensors over 64 KiB); only tensors with raw data of a plain numpy type are held 
 
 from __future__ import annotations
 
+import io
 import mmap
 import os
 import sys
@@ -119,21 +120,39 @@ def _key(field_number: int, wire_type: int) -> bytes:
     return _varint_bytes((field_number << 3) | wire_type)
 
 
+def _set_fields(msg) -> list:
+    """The descriptors of the fields set in `msg` (without reading their values: a proto2 string holding
+    invalid UTF-8 would not decode)."""
+    out = []
+    for fd in msg.DESCRIPTOR.fields:
+        repeated = fd.is_repeated if hasattr(fd, "is_repeated") else fd.label == fd.LABEL_REPEATED
+        if len(getattr(msg, fd.name)) if repeated else msg.HasField(fd.name):
+            out.append(fd)
+    return out
+
+
 def _fields_split(msg, number: int) -> tuple[bytes, bytes]:
-    """(the serialized fields of `msg` numbered below `number`, those above it and its unknown fields):
-    protobuf writes known fields in field-number order and unknown fields last, so a message's bytes are
-    lo + (field `number`) + hi."""
-    lo = type(msg)()
-    hi = type(msg)()
-    lo.CopyFrom(msg)
-    hi.CopyFrom(msg)
-    lo.DiscardUnknownFields()
-    for fd, _ in msg.ListFields():
-        if fd.number >= number:
-            lo.ClearField(fd.name)
-        if fd.number <= number:
-            hi.ClearField(fd.name)
-    return lo.SerializeToString(), hi.SerializeToString()
+    """(the serialized fields of `msg` numbered below `number`, those above it and its unknown fields). The
+    whole message serializes as lo + (field `number`) + hi: protobuf writes known fields in field-number order
+    and unknown fields last. Found by serializing copies with fields cleared (ClearField keeps unknown
+    fields, of the message and of its sub-messages alike)."""
+    fields = _set_fields(msg)
+
+    def without(drop) -> bytes:
+        m = type(msg)()
+        m.CopyFrom(msg)
+        for fd in fields:
+            if drop(fd.number):
+                m.ClearField(fd.name)
+        return m.SerializeToString()
+
+    whole = without(lambda n: n == number)
+    lo_unknown = without(lambda n: n >= number)  # fields below `number`, then the unknown fields
+    unknown = without(lambda n: True)
+    lo = lo_unknown[: len(lo_unknown) - len(unknown)]
+    if not whole.startswith(lo) or not lo_unknown.endswith(unknown):  # not protobuf's usual layout
+        raise ValueError("unexpected field order in a serialized message")
+    return lo, whole[len(lo) :]
 
 
 # --------------------------------------------------------------------------------------------- the model
@@ -448,6 +467,25 @@ def _scan_model(buf, size: int) -> tuple[bytes, list[_Stream]]:
     return b"".join(parts), streams
 
 
+def _skeleton(buf, size: int) -> tuple[onnx.ModelProto, list[_Stream]] | None:
+    try:
+        skeleton_bytes, streams = _scan_model(buf, size)
+    except _Unstreamable:
+        return None
+    if not streams:
+        return None
+    try:
+        return onnx.ModelProto.FromString(skeleton_bytes), streams
+    except Exception:
+        return None
+
+
+def _finish(a: np.ndarray, s: _Stream) -> np.ndarray:
+    a = _native(a.reshape(s.dims))
+    a.flags.writeable = False
+    return a
+
+
 def read_split(path: str | os.PathLike[str]) -> SplitModel | None:
     """The model in `path` as a SplitModel, reading the data of its large initializers straight into arrays;
     None when the file holds no such initializer or uses something this reader leaves to onnx.load (see the
@@ -458,16 +496,10 @@ def read_split(path: str | os.PathLike[str]) -> SplitModel | None:
         if size == 0:
             return None
         with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-            try:
-                skeleton_bytes, streams = _scan_model(mm, size)
-            except _Unstreamable:
-                return None
-        if not streams:
+            found = _skeleton(mm, size)
+        if found is None:
             return None
-        try:
-            skeleton = onnx.ModelProto.FromString(skeleton_bytes)
-        except Exception:
-            return None
+        skeleton, streams = found
         weights = {}
         for s in streams:
             arr = np.empty(s.nbytes // s.dtype.itemsize, dtype=s.dtype)
@@ -480,10 +512,44 @@ def read_split(path: str | os.PathLike[str]) -> SplitModel | None:
                     return None  # the file shrank under us: onnx.load reports what it finds
                 got += k
             del view
-            arr = _native(arr.reshape(s.dims))
-            arr.flags.writeable = False
-            weights[s.name] = arr
+            weights[s.name] = _finish(arr, s)
     return SplitModel(skeleton, weights, path)
+
+
+def split_bytes(data: bytes) -> SplitModel | None:
+    """A serialized model (as read_split reads a file) as a SplitModel: the large initializers' data copied
+    into arrays of their own (aligned, so the bytes can be dropped); None as for read_split."""
+    found = _skeleton(data, len(data))
+    if found is None:
+        return None
+    skeleton, streams = found
+    src = memoryview(data)
+    weights = {}
+    for s in streams:
+        arr = np.empty(s.nbytes // s.dtype.itemsize, dtype=s.dtype)
+        memoryview(arr).cast("B")[:] = src[s.offset : s.offset + s.nbytes]
+        weights[s.name] = _finish(arr, s)
+    return SplitModel(skeleton, weights)
+
+
+class CapturedBytes(io.RawIOBase):
+    """A write-only file object that keeps what is written to it without copying it: torch's TorchScript
+    exporter writes the serialized model with one write() of a bytes object, which is kept as it is (writing
+    it to a file and reading it back would pass the weights through the page cache twice)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.parts: list[bytes] = []
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b) -> int:
+        self.parts.append(b if type(b) is bytes else bytes(b))
+        return len(self.parts[-1])
+
+    def getvalue(self) -> bytes:
+        return self.parts[0] if len(self.parts) == 1 else b"".join(self.parts)
 
 
 # --------------------------------------------------------------------------------------------- onnxruntime
