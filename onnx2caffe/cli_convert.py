@@ -8,8 +8,9 @@ HELP = "convert an ONNX model to Caffe and check it against onnxruntime"
 
 DESCRIPTION = """\
 Convert MODEL (.onnx) to PREFIX.prototxt + PREFIX.caffemodel, plus PREFIX.names.json (ONNX tensor name ->
-Caffe blob name). Then a seeded random input is run through onnxruntime and the Caffe runtime(s); each
-graph output must agree within max_rel <= 1e-4 (max abs error / max |reference|) and cosine >= 0.99999.
+Caffe blob name) and PREFIX.layers.json (the ONNX node(s) each Caffe layer came from). Then a seeded random
+input is run through onnxruntime and the Caffe runtime(s); each graph output must agree within max_rel <=
+1e-4 (max abs error / max |reference|) and cosine >= 0.99999.
 
 Input shapes must be static. An ONNX file with dynamic dimensions (e.g. exported with dynamic axes) takes
 --input-shape: one per input in order (1,3,320,320) or by name (images=1,3,320,320); the dimensions are
@@ -22,10 +23,14 @@ inferred one, a Reshape changing the element count), unsupported nodes (all list
 needs more memory than one node may use, and a check that would not fit in the available memory (use
 --no-check or a smaller input shape).
 
-Once written, the three files are complete and stay. If the check then fails (exit 1: outside tolerance)
+Once written, the four files are complete and stay. If the check then fails (exit 1: outside tolerance)
 or cannot finish (exit 2: no runtime, a runtime error, out of memory), the error names the files and says
 they are UNVERIFIED; they are kept for inspection with `onnx2caffe verify`. With --no-check they are written
 unchecked.
+
+--html FILE also writes one self-contained HTML page: per ONNX op type the nodes and the Caffe layers they
+became, the passes applied, the agreement table; for a refused model, every refused node with its reason
+(then the page is the only file written).
 
 One step from PyTorch: when MODEL is a PyTorch model (torchvision:NAME, module.path:callable, or a TorchScript
 file with --input-shape), it is first exported exactly as `onnx2caffe export` does (same options) to
@@ -46,9 +51,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--runtime",
-        choices=("pycaffe", "opencv", "all"),
+        choices=("pycaffe", "opencv", "ncnn", "all"),
         default=None,
-        help="Caffe runtime(s) to check with; 'all' requires every one (default: every available one)",
+        help="Caffe runtime(s) to check with; 'all' requires pycaffe and opencv; ncnn runs the model converted to ncnn, only when named (default: every available Caffe runtime)",
     )
     parser.add_argument("--no-check", action="store_true", help="only convert and write, do not run anything")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random check input (default 0)")
@@ -59,6 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--min-cosine", type=float, default=None, help="tolerance on cosine (default 0.99999)"
     )
+    parser.add_argument("--html", metavar="FILE", default=None, help="also write an HTML report page")
     from onnx2caffe import progress
 
     progress.add_arguments(parser)
@@ -98,10 +104,14 @@ def _is_pytorch_model(args: argparse.Namespace) -> bool:
 def run(args: argparse.Namespace) -> int:
     from onnx2caffe.compare import DEFAULT_MAX_REL, DEFAULT_MIN_COSINE
     from onnx2caffe.convert import convert, format_report
-    from onnx2caffe.errors import ToleranceError
+    from onnx2caffe.errors import ConversionError, ToleranceError
     from onnx2caffe.runtimes import RUNTIME_NAMES
 
-    model = args.model
+    if args.html:
+        from onnx2caffe.report.html import check_destination
+
+        check_destination(args.html)
+    model = page_model = args.model
     reference = None
     if _is_pytorch_model(args):
         from onnx2caffe.cli_export import run_export
@@ -115,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
         # the model just written, as the export holds it (no re-reading), with the check's onnxruntime
         # outputs as the reference (the same model, the same seeded input)
         model = exported.split
-        model.source = exported.path
+        model.source = page_model = exported.path
         if exported.onnx_outputs is not None:
             reference = (exported.inputs, exported.onnx_outputs)
         del exported
@@ -145,9 +155,26 @@ def run(args: argparse.Namespace) -> int:
         result = getattr(err, "result", None)
         if result is not None:
             _print_result(result, args, format_report)
+            _write_html(args, page_model, result, err)
+        raise
+    except ConversionError as err:
+        if getattr(err, "errors", None):  # refused nodes: the page lists them
+            _write_html(args, page_model, None, err)
         raise
     _print_result(result, args, format_report)
+    _write_html(args, page_model, result, None)
     return 0
+
+
+def _write_html(args, model, result, error) -> None:
+    if not args.html:
+        return
+    from onnx2caffe.report import convert_page
+
+    size = convert_page.write(
+        args.html, model, args.output, result, error, seed=args.seed, checked=not args.no_check
+    )
+    print(f"wrote {args.html} ({size // 1024} KB)")
 
 
 def _refuse_export_options(args: argparse.Namespace) -> None:
@@ -174,7 +201,8 @@ def _refuse_export_options(args: argparse.Namespace) -> None:
 
 def _print_result(result, args, format_report) -> None:
     print(
-        f"wrote {result.prototxt}, {result.caffemodel}, {result.names_json} ({len(result.net.layers)} layers)"
+        f"wrote {result.prototxt}, {result.caffemodel}, {result.names_json}, {result.layers_json} "
+        f"({len(result.net.layers)} layers)"
     )
     if result.report:
         print(f"check against onnxruntime (seed {args.seed}):")

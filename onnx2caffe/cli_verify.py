@@ -21,6 +21,11 @@ names the first layer outside tolerance. Only the graph outputs decide the exit 
 Input: seeded random (the same as `convert --seed`), --input NAME=FILE.npy, or --image [NAME=]FILE
 (resized to the input's H x W, then (pixel - mean) * scale, as Caffe's transform_param does).
 
+--html FILE also writes one self-contained HTML page (no network needed to open it): the verdict, the
+graph outputs, the input used and, with --per-layer, a chart of max_rel and cosine along the Caffe layers
+and a sortable layer table with the ONNX node(s) each layer came from (PREFIX.layers.json, which convert
+writes beside the names map). It is written whatever the verdict.
+
 Exit status: 0 within tolerance, 1 outside, 2 for bad input (files, shapes, names).
 """
 
@@ -31,9 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("caffemodel", metavar="CAFFEMODEL", help="the Caffe weights")
     parser.add_argument(
         "--runtime",
-        choices=("pycaffe", "opencv", "all"),
+        choices=("pycaffe", "opencv", "ncnn", "all"),
         default=None,
-        help="Caffe runtime(s); 'all' requires every one (default: every available one)",
+        help="Caffe runtime(s); 'all' requires pycaffe and opencv; ncnn runs the model converted to ncnn, only when named (default: every available Caffe runtime)",
     )
     parser.add_argument(
         "--names", metavar="FILE", default=None, help="names map ONNX tensor -> Caffe blob (JSON object)"
@@ -64,6 +69,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--min-cosine", type=float, default=None, help="tolerance on cosine (default 0.99999)"
     )
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of the table")
+    parser.add_argument("--html", metavar="FILE", default=None, help="also write an HTML report page")
     from onnx2caffe import progress
 
     progress.add_arguments(parser)  # progress goes to stderr: stdout stays the report or the JSON document
@@ -79,6 +85,10 @@ def run(args: argparse.Namespace) -> int:
     from onnx2caffe.errors import ToleranceError
     from onnx2caffe.verify import failure_message, format_result, verify
 
+    if args.html:
+        from onnx2caffe.report.html import check_destination
+
+        check_destination(args.html)
     result = verify(
         args.model,
         args.prototxt,
@@ -100,6 +110,14 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(result.to_json(), indent=1, allow_nan=False))
     else:
         print(format_result(result))
+    if args.html:
+        import sys
+
+        from onnx2caffe.report import verify_page
+
+        preprocess = {"mean": args.mean, "scale": args.scale, "pixel": args.pixel}
+        size = verify_page.write(args.html, result, preprocess)
+        print(f"wrote {args.html} ({size // 1024} KB)", file=sys.stderr if args.json else sys.stdout)
     if not result.ok:
         raise ToleranceError(failure_message(result))
     return 0

@@ -2,13 +2,14 @@
 
 load (fixing dynamic input dimensions first when shapes are given, then onnx-simplifier) -> size limits
 -> passes -> map every node (collecting every unsupported node into one ConversionError, writing nothing)
--> CaffeNet -> the check's memory estimate -> write prototxt, caffemodel and `prefix.names.json` atomically
+-> CaffeNet -> the check's memory estimate -> write prototxt, caffemodel, `prefix.names.json` and
+`prefix.layers.json` (where each layer came from: onnx2caffe.origins) atomically
 -> run a seeded random input through onnxruntime and each Caffe runtime -> per-output agreement report
 (ToleranceError outside tolerance). limits.py documents each size limit and how it is estimated.
 
 Written files: everything that can be known before writing (bad input, unsupported nodes, the size limits,
-the check not fitting in memory) is refused with nothing written. Once written, the three files are complete
-and stay: when the check then fails (ToleranceError, exit 1) or cannot finish (no runtime, a runtime error,
+the check not fitting in memory) is refused with nothing written. Once written, the files are complete and
+stay: when the check then fails (ToleranceError, exit 1) or cannot finish (no runtime, a runtime error,
 out of memory: exit 2), the error names them and says they are unverified.
 """
 
@@ -28,7 +29,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from . import limits, progress
+from . import limits, origins, progress
 from .compare import DEFAULT_MAX_REL, DEFAULT_MIN_COSINE, compare_outputs
 from .errors import (
     ConversionError,
@@ -50,19 +51,22 @@ class ConversionResult:
     prototxt: str | None = None
     caffemodel: str | None = None
     names_json: str | None = None
+    layers_json: str | None = None
     name_map: dict[str, str] = dataclasses.field(default_factory=dict)
     inputs: dict[str, tuple[int, ...]] = dataclasses.field(default_factory=dict)
     outputs: list[str] = dataclasses.field(default_factory=list)
     passes_applied: list[str] = dataclasses.field(default_factory=list)
     skipped: dict[str, str] = dataclasses.field(default_factory=dict)  # runtime -> why it was not used
+    layers: dict | None = None  # where each Caffe layer came from (onnx2caffe.origins)
 
     @property
     def ok(self) -> bool:
         return all(r["ok"] for r in self.report)
 
 
-def build_net(graph: OnnxGraph, name: str | None = None):
+def build_net(graph: OnnxGraph, name: str | None = None, layer_nodes: dict[str, str] | None = None):
     """Map every node of a prepared graph. Returns (CaffeNet, name map ONNX tensor -> Caffe blob).
+    layer_nodes: a dict to fill with Caffe layer -> the node it was mapped from (onnx2caffe.origins).
     Raises ConversionError listing every unsupported node / attribute."""
     from . import op_mappers
     from .caffe_net import CaffeNet
@@ -138,6 +142,8 @@ def build_net(graph: OnnxGraph, name: str | None = None):
             )
         ctx.weight_bytes += added
         layers.extend(out)
+        if layer_nodes is not None:
+            layer_nodes.update((layer.name, node.name) for layer in out)
     if errors:
         err = ConversionError(
             f"{graph.source}: cannot convert {len(errors)} node(s): " + "; ".join(str(e) for e in errors)
@@ -171,16 +177,20 @@ def _new_file_mode(dest: str) -> int:
         return 0o666 & ~mask
 
 
-def write_outputs(net, name_map: dict[str, str], prefix: str, model=None) -> tuple[str, str, str]:
-    """Write prefix.prototxt, .caffemodel and .names.json as one set: every destination is checked first,
-    each file is written to a temporary file beside its destination, and only when all three are complete
-    are they moved into place, so a failure (a destination that is a folder, a full disk, Ctrl-C) leaves
-    none of them behind. `model`: the input (path), never overwritten. Returns the three paths."""
+def write_outputs(
+    net, name_map: dict[str, str], prefix: str, model=None, layers: dict | None = None
+) -> tuple[str, str, str]:
+    """Write prefix.prototxt, .caffemodel and .names.json (and .layers.json when `layers`, the record of
+    onnx2caffe.origins, is given) as one set: every destination is checked first, each file is written to a
+    temporary file beside its destination, and only when all are complete are they moved into place, so a
+    failure (a destination that is a folder, a full disk, Ctrl-C) leaves none of them behind. `model`: the
+    input (path), never overwritten. Returns the paths of the first three."""
     import contextlib
 
     from .errors import OutputFileError
+    from .origins import SUFFIX, to_bytes
 
-    dests = [prefix + ext for ext in OUTPUT_SUFFIXES]
+    dests = [prefix + ext for ext in OUTPUT_SUFFIXES] + ([prefix + SUFFIX] if layers is not None else [])
     if isinstance(model, (str, os.PathLike)):
         src = os.path.realpath(os.fspath(model))  # realpath: a symlinked input is its target
         if src in (os.path.realpath(d) for d in dests):
@@ -195,11 +205,12 @@ def write_outputs(net, name_map: dict[str, str], prefix: str, model=None) -> tup
         except OSError as exc:
             raise OutputFileError(f"cannot create output folder {folder}: {exc.strerror}") from exc
     # the caffemodel first: a process killed while writing it (the long part) leaves only that temp file
-    order = [1, 0, 2]
+    order = [1, 0, 2] + ([3] if layers is not None else [])
     contents = {
         0: lambda f: f.write(net.prototxt_text().encode("utf-8")),
         1: lambda f: net.write_caffemodel_to(f, prefix + ".caffemodel"),
         2: lambda f: f.write((json.dumps(name_map, indent=1, ensure_ascii=False) + "\n").encode("utf-8")),
+        3: lambda f: f.write(to_bytes(layers)),
     }
     temps: list[str] = []
     moved = 0
@@ -338,7 +349,7 @@ def load_with_shapes(model, input_shapes) -> tuple[OnnxGraph, SplitModel]:
         # onnx-simplifier fails on what onnxruntime cannot run (custom ops, ...): the fixed model is then
         # converted as it is (the fold_constants pass folds the shape computations the fixed input makes
         # static), so the refusal names the nodes that have no Caffe form rather than the simplifier
-        with contextlib.suppress(ExportError), _quiet_output(), progress.step("simplify"):
+        with progress.step("simplify"), contextlib.suppress(ExportError), _quiet_output():
             work = simplify_split(work)
     graph = OnnxGraph.load(work, detach_weights=True, source=source)
     del work, fixed
@@ -447,6 +458,7 @@ def _convert(
     with progress.step("load ONNX"):
         graph, reference = load_with_shapes(model, input_shapes)
     limits.check_tensor_sizes(graph)
+    before = origins.snapshot(graph.graph.node)
     weights = sum(int(v.nbytes) for v in graph.constants.values())
     budget = limits.CAFFEMODEL_LIMIT + limits.CONST_COPIES * weights + limits.NODE_SLACK
     try:
@@ -460,8 +472,9 @@ def _convert(
     limits.check_weight_total(graph)
     prefix = os.fspath(output_prefix) if output_prefix is not None else None
     net_name = os.path.basename(prefix) if prefix else None
+    layer_nodes: dict[str, str] = {}
     with progress.step("map to Caffe layers"):
-        net, name_map = build_net(graph, net_name)
+        net, name_map = build_net(graph, net_name, layer_nodes)
     result = ConversionResult(
         net=net,
         report=[],
@@ -469,6 +482,7 @@ def _convert(
         inputs={name_map[t]: graph.shape(t) for t in graph.inputs},
         outputs=list(graph.outputs),
         passes_applied=applied,
+        layers=origins.trace(before, graph, layer_nodes),
     )
     if check:  # before anything is written: a check that cannot fit in memory is refused up front
         from .runtimes import RUNTIME_NAMES
@@ -479,9 +493,10 @@ def _convert(
     if prefix is not None:
         with progress.step("write Caffe files"):
             result.prototxt, result.caffemodel, result.names_json = write_outputs(
-                net, name_map, prefix, model
+                net, name_map, prefix, model, result.layers
             )
-        written.extend([result.prototxt, result.caffemodel, result.names_json])
+        result.layers_json = prefix + origins.SUFFIX
+        written.extend([result.prototxt, result.caffemodel, result.names_json, result.layers_json])
     if not check:
         return result
     feeds = random_inputs(graph, seed)

@@ -290,6 +290,9 @@ class MapContext:
         self._layer_names_taken: set[str] = set()
         # bytes of the Caffe blobs the mappers have returned so far (kept by build_net), for check_array
         self.weight_bytes = 0
+        # blobs that compositions share across nodes (e.g. the exact constant 1 behind constant tensors), by
+        # key; a blob recorded here is written by layers an earlier mapper returned (nodes map in graph order)
+        self.memo: dict[str, str] = {}
         names = list(graph.inputs)
         for n in graph.graph.node:
             names.extend(o for o in n.output if o)

@@ -1,4 +1,10 @@
-"""BatchNormalization (inference) -> BatchNorm (stored statistics, eps) + Scale (gamma, beta)."""
+"""BatchNormalization (inference) -> BatchNorm (stored statistics, eps) + Scale (gamma, beta).
+
+Any input rank >= 2 maps as it is: Caffe's BatchNorm and Scale (axis 1) and OpenCV's take axis 1 as the channels
+and every later axis as the spatial extent, which is ONNX's definition for (N, C), (N, C, L), (N, C, H, W) and
+(N, C, D, H, W). Rounding: (x - mean) / sqrt(var + eps) then * gamma + beta, a few float32 roundings in another
+order than onnxruntime's (relative error a few 2^-24).
+"""
 
 from __future__ import annotations
 
@@ -9,9 +15,16 @@ from onnx2caffe.registry import register
 from ._compose import fresh
 
 
-@register("BatchNormalization", since=1, layers=("BatchNorm", "Scale"))
+@register(
+    "BatchNormalization",
+    since=1,
+    layers=("BatchNorm", "Scale"),
+    notes="inference mode, any rank >= 2 -> BatchNorm (stored statistics, eps) + Scale (gamma, beta); "
+    "a few roundings",
+)
 def batch_norm(node, ctx):
-    """BatchNormalization in inference mode -> BatchNorm(use_global_stats, eps) + Scale(bias_term)."""
+    """BatchNormalization in inference mode, any rank >= 2 -> BatchNorm(use_global_stats, eps) + Scale(bias_term);
+    a few float32 roundings."""
     x, y = node.inputs[0], node.outputs[0]
     for extra in node.outputs[1:]:
         if extra:

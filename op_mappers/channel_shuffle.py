@@ -1,5 +1,6 @@
 """onnx2caffe::ChannelShuffle (made by the fuse_channel_shuffle pass from ShuffleNet's Reshape-Transpose-Reshape)
--> Reshape to (N, g, C/g, H*W), Slice into the g groups, Reshape, Concat, Reshape back to (N, C, H, W).
+-> the block swap (N, g, C/g, H*W) -> (N, C/g, g, H*W) of op_mappers/_permute: Reshape, one Slice into the g
+groups, one Concat, Reshape back to (N, C, H, W).
 
 Output channel c * g + t is input channel t * (C/g) + c. The composition only copies values (no arithmetic), so
 it is bit-exact for every input, inf and NaN included. (A 1x1 Convolution with a permutation-matrix weight would
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 from onnx2caffe.registry import register
 
-from .transpose import MAX_PIECES, swap_layers
+from ._compose import permute
 
 DOMAIN = "onnx2caffe"
 
@@ -26,8 +27,9 @@ def channel_shuffle(node, ctx):
     n, c, h, w = shape
     if g < 2 or c % g:
         node.reject_attr("group", g, f"must be >= 2 and divide the {c} channels")
-    if g > MAX_PIECES:
-        node.reject_attr("group", g, f"more than {MAX_PIECES} groups")
     if ctx.shape(y) != shape:
         node.reject(f"output shape {ctx.shape(y)} differs from the input shape {shape}")
-    return swap_layers(ctx, node, ctx.blob(x), ctx.blob(y), shape, n, g, c // g, h * w, shape)
+    view = (n, g, c // g, h * w)
+    return permute(
+        ctx, node, ctx.blob(x), ctx.blob(y), view, (0, 2, 1, 3), bottom_shape=shape, top_shape=shape
+    )

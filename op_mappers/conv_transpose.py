@@ -1,4 +1,5 @@
-"""ConvTranspose (2-D) -> Caffe Deconvolution, exact for any pads, output_padding, output_shape and dilation.
+"""ConvTranspose (2-D, and 1-D on a (N, C, 1, L) view) -> Caffe Deconvolution, exact for any pads, output_padding,
+output_shape and dilation.
 
 Caffe's Deconvolution has symmetric padding only and no output_padding, and OpenCV ignores its dilation. So:
 * a dilated kernel is written out with zeros between the taps (dilation 1 everywhere; the zero taps add 0 * x);
@@ -14,29 +15,39 @@ import numpy as np
 
 from onnx2caffe.registry import register
 
-from ._compose import fresh, silence, slice_range
+from ._compose import fresh, reshape, silence, slice_range
 
 
-def _pair(node, name: str, default: list[int], n: int) -> list[int]:
+def _pair(node, name: str, default: list[int], nsp: int, unit: int = 1) -> list[int]:
+    """A 2-D attribute; a 1-D node's single value gets the unit axis (value `unit`) in front."""
     value = node.attr(name, None)
     if value is None:
         return list(default)
-    if len(value) != n:
-        node.reject_attr(name, value, f"expected {n} values for a 2-D ConvTranspose")
-    return [int(v) for v in value]
+    if len(value) != nsp:
+        node.reject_attr(name, value, f"expected {nsp} values for a {nsp}-D ConvTranspose")
+    return [unit] * (2 - nsp) + [int(v) for v in value]
 
 
-@register("ConvTranspose", since=1, layers=("Deconvolution", "Slice", "Silence"))
+@register(
+    "ConvTranspose",
+    since=1,
+    layers=("Deconvolution", "Slice", "Silence", "Reshape"),
+    notes="1-D (Reshape to (N, C, 1, L)) and 2-D -> Deconvolution (groups, strides, dilation as zero taps) + "
+    "Slice crop for asymmetric pads / output_padding / output_shape",
+)
 def conv_transpose(node, ctx):
-    """2-D ConvTranspose: Deconvolution (groups, strides, dilation as zero taps) + exact crop for asymmetric
-    pads / output_padding / output_shape."""
+    """ConvTranspose 2-D (and 1-D through a (N, C, 1, L) Reshape): Deconvolution (groups, strides, dilation as zero
+    taps) + exact crop for asymmetric pads / output_padding / output_shape."""
     x, w_name, b_name, y = node.input(0), node.input(1), node.input(2), node.output(0)
     w = ctx.const(w_name)
     if w is None:
         node.reject("the weight must be a constant")
     w = np.asarray(w, dtype=np.float32)
-    if w.ndim != 4:
-        node.reject(f"only 2-D transposed convolutions are supported (weight rank {w.ndim})")
+    if w.ndim not in (3, 4):
+        node.reject(f"only 1-D and 2-D transposed convolutions are supported (weight rank {w.ndim})")
+    nsp = w.ndim - 2
+    if nsp == 1:  # 1-D: the 2-D layer on a (N, C, 1, L) view, a unit kernel row
+        w = w.reshape(w.shape[0], w.shape[1], 1, w.shape[2])
     bias = None
     if b_name:
         bias = ctx.const(b_name)
@@ -44,6 +55,10 @@ def conv_transpose(node, ctx):
             node.reject("the bias must be a constant")
         bias = np.asarray(bias, dtype=np.float32).reshape(-1)
     xs, ys = ctx.shape(x), ctx.shape(y)
+    if len(xs) != nsp + 2 or len(ys) != nsp + 2:
+        node.reject(f"input rank {len(xs)} does not fit the weight rank {nsp + 2}")
+    if nsp == 1:
+        xs, ys = (xs[0], xs[1], 1, xs[2]), (ys[0], ys[1], 1, ys[2])
     group = int(node.attr("group", 1))
     c_in, c_out_g, kh, kw = w.shape
     if xs[1] != c_in or c_in % group:
@@ -51,16 +66,18 @@ def conv_transpose(node, ctx):
     num_output = c_out_g * group
     if bias is not None and bias.shape != (num_output,):
         node.reject(f"bias shape {bias.shape} does not match {num_output} output channels")
-    kernel = _pair(node, "kernel_shape", [kh, kw], 2)
+    kernel = _pair(node, "kernel_shape", [kh, kw], nsp)
     if kernel != [kh, kw]:
-        node.reject_attr("kernel_shape", kernel, f"differs from the weight's kernel {kh}x{kw}")
-    strides = _pair(node, "strides", [1, 1], 2)
-    dilations = _pair(node, "dilations", [1, 1], 2)
-    out_pad = _pair(node, "output_padding", [0, 0], 2)
+        node.reject_attr("kernel_shape", kernel[2 - nsp :], f"differs from the weight's kernel {kh}x{kw}")
+    strides = _pair(node, "strides", [1, 1], nsp)
+    dilations = _pair(node, "dilations", [1, 1], nsp)
+    out_pad = _pair(node, "output_padding", [0, 0], nsp, unit=0)
     pads = node.attr("pads", None)
-    pads = [0, 0, 0, 0] if pads is None else [int(p) for p in pads]
-    if len(pads) != 4 or min(pads) < 0:
-        node.reject_attr("pads", pads, "expected 4 non-negative values")
+    pads = [0] * (2 * nsp) if pads is None else [int(p) for p in pads]
+    if len(pads) != 2 * nsp or min(pads) < 0:
+        node.reject_attr("pads", pads, f"expected {2 * nsp} non-negative values")
+    if nsp == 1:
+        pads = [0, pads[0], 0, pads[1]]
     if min(strides) < 1 or min(dilations) < 1 or min(out_pad) < 0:
         node.reject("strides and dilations must be >= 1 and output_padding >= 0")
     auto_pad = node.attr("auto_pad", "NOTSET")
@@ -75,7 +92,7 @@ def conv_transpose(node, ctx):
     if output_shape is not None:
         # ONNX (and onnxruntime): total = full + output_padding - out (never below 0: a larger output is
         # extended at the tail); SAME_UPPER puts the odd unit at the end, NOTSET / SAME_LOWER at the start
-        want = [int(v) for v in output_shape][-2:]
+        want = [1] * (2 - nsp) + [int(v) for v in output_shape][-nsp:]
         pads = [0, 0, 0, 0]
         for i in range(2):
             total = max(0, full[i] + out_pad[i] - want[i])
@@ -123,17 +140,23 @@ def conv_transpose(node, ctx):
 
     crop = [(begin[i] - pad[i], begin[i] - pad[i] + want[i], full[i] - 2 * pad[i]) for i in range(2)]
     cropped_axes = [i for i in range(2) if (crop[i][0], crop[i][1]) != (0, crop[i][2])]
-    deconv_top = ctx.blob(y) if not cropped_axes else fresh(ctx, node, "full")
-    layers = [
-        ctx.layer(
-            node.name, "Deconvolution", [ctx.blob(x)], [deconv_top], blobs=blobs, convolution_param=conv
-        )
-    ]
+    layers = []
+    src, out = ctx.blob(x), ctx.blob(y)
+    if nsp == 1:
+        src, out = fresh(ctx, node, "as_2d"), fresh(ctx, node, "deconv_2d")
+        layers.append(reshape(ctx, src, ctx.blob(x), src, xs))
+    deconv_top = out if not cropped_axes else fresh(ctx, node, "full")
+    layers.append(
+        ctx.layer(node.name, "Deconvolution", [src], [deconv_top], blobs=blobs, convolution_param=conv)
+    )
     unused: list[str] = []
     bottom = deconv_top
     for k, i in enumerate(cropped_axes):
-        top = ctx.blob(y) if k == len(cropped_axes) - 1 else fresh(ctx, node, "crop_h")
+        top = out if k == len(cropped_axes) - 1 else fresh(ctx, node, "crop_h")
         start, end, dim = crop[i]
         layers += slice_range(ctx, node, bottom, top, 2 + i, dim, start, end, unused)
         bottom = top
-    return layers + silence(ctx, node, unused)
+    layers += silence(ctx, node, unused)
+    if nsp == 1:
+        layers.append(reshape(ctx, fresh(ctx, node, "as_1d"), out, ctx.blob(y), ctx.shape(y)))
+    return layers

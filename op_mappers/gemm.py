@@ -1,8 +1,11 @@
-"""Gemm and MatMul with a constant 2-D weight -> InnerProduct.
+"""Gemm: Y = alpha * op(A) @ op(B) + beta * C (op = transpose when transA / transB).
 
-alpha and beta are folded into the weight and bias (one float32 rounding each, exact when they are 1). A MatMul
-on a rank-r input becomes InnerProduct with axis r-1 (it multiplies the last axis, like MatMul). A constant bias
-Add after a 2-D MatMul is merged by the fuse_matmul_add pass.
+- B constant, A an activation (transA 0): InnerProduct, alpha and beta folded into the weight and bias (one
+  float32 rounding each, exact when they are 1); C must be the same for every row.
+- otherwise (B an activation, transA 1, A constant): the product of op_mappers/matmul (repeat + two-bottom Scale
+  + ones Convolution over K; a constant operand becomes an exact constant blob), then alpha * . (Power, one more
+  rounding unless alpha is 1) and beta * C added (Scale with a bias for a constant C, Eltwise SUM with
+  coefficient beta for an activation C, broadcast to (M, N) first).
 """
 
 from __future__ import annotations
@@ -11,72 +14,87 @@ import numpy as np
 
 from onnx2caffe.registry import register
 
-
-def _inner_product(ctx, node, x, y, weight_nk, bias, axis):
-    p = {"num_output": int(weight_nk.shape[0])}
-    blobs = [np.ascontiguousarray(weight_nk, dtype=np.float32)]
-    if bias is None:
-        p["bias_term"] = False
-    else:
-        blobs.append(np.asarray(bias, np.float32).reshape(-1))
-    if axis != 1:
-        p["axis"] = axis
-    return [
-        ctx.layer(node.name, "InnerProduct", [ctx.blob(x)], [ctx.blob(y)], blobs=blobs, inner_product_param=p)
-    ]
+from ._compose import broadcast_to, constant_blob, fresh, power, scale_bias
+from .matmul import inner_product, product
 
 
-@register("Gemm", since=1, layers=("InnerProduct",))
+@register(
+    "Gemm",
+    since=1,
+    layers=("InnerProduct", "Convolution", "Concat", "Scale", "Eltwise", "Reshape", "Slice", "Power"),
+    notes="constant B -> InnerProduct (alpha, beta folded); activation B or transA -> the MatMul product "
+    "composition (K-term sums reordered: |err| <= K 2^-24 sum|a b|) + Power alpha + Scale / Eltwise for C",
+)
 def gemm(node, ctx):
-    """Gemm with a constant B (and C), transA=0 -> InnerProduct (alpha, beta folded into the weights)."""
+    """Gemm: constant B -> InnerProduct (alpha, beta folded); otherwise the MatMul product + alpha, beta * C."""
     a, y = node.inputs[0], node.outputs[0]
-    b = ctx.const(node.inputs[1])
-    if b is None:
-        node.reject("B is not a constant (a product of two activations has no Caffe layer)")
-    if ctx.is_const(a):
-        node.reject("A is a constant and B is not")
+    b_name = node.inputs[1]
     trans_a = int(node.attr("transA", 0))
-    if trans_a:
-        node.reject_attr("transA", trans_a, "a transposed activation has no InnerProduct form")
     trans_b = int(node.attr("transB", 0))
     alpha = float(node.attr("alpha", 1.0))
     beta = float(node.attr("beta", 1.0))
     if node.opset < 7:
-        node.ignore_attr("broadcast", "C is checked against the output shape below")
-    m, k = ctx.shape(a)
-    w = b if trans_b else b.T  # (N, K); a view: only alpha != 1 needs a (float64) copy of the weight
-    n = w.shape[0]
-    if w.shape[1] != k:
-        node.reject(f"B {b.shape} does not fit A ({m}, {k})")
-    weight = (w.astype(np.float64) * alpha).astype(np.float32) if alpha != 1.0 else w
-    bias = None
-    if node.input(2):
-        c = ctx.const(node.input(2))
-        if c is None:
-            node.reject("C is not a constant")
-        full = np.broadcast_to(c.astype(np.float64), (m, n))
-        if not np.all(full == full[0:1]):
-            node.reject(f"C of shape {c.shape} differs between rows; InnerProduct has one bias per output")
-        bias = (full[0] * beta if beta != 1.0 else full[0]).astype(np.float32)
-        if beta == 0.0:
-            bias = None
-    return _inner_product(ctx, node, a, y, weight, bias, 1)
+        node.ignore_attr("broadcast", "C is broadcast to the output shape below")
+    ca, cb = ctx.const(a), ctx.const(b_name)
+    if ca is not None and cb is not None:
+        node.reject("A and B are constants (not folded)")
+    out_shape = tuple(ctx.shape(y))
+    m, n = out_shape
+    c_name = node.input(2)
+    c = ctx.const(c_name) if c_name else None
+    if cb is not None and not trans_a:
+        k = ctx.shape(a)[1]
+        w = cb if trans_b else cb.T  # (N, K); a view: only alpha != 1 needs a (float64) copy of the weight
+        if w.shape[1] != k:
+            node.reject(f"B {cb.shape} does not fit A {ctx.shape(a)}")
+        weight = (w.astype(np.float64) * alpha).astype(np.float32) if alpha != 1.0 else w
+        if not c_name or beta == 0.0:
+            return inner_product(ctx, node, a, y, weight, None, 1)
+        if c is not None:
+            full = np.broadcast_to(c.astype(np.float64), (m, n))
+            if np.all(full == full[0:1]):  # one bias per output: folded into the InnerProduct
+                bias = (full[0] * beta if beta != 1.0 else full[0]).astype(np.float32)
+                return inner_product(ctx, node, a, y, weight, bias, 1)
+        mid = fresh(ctx, node, "product")
+        layers = inner_product(ctx, node, a, y, weight, None, 1)
+        layers[0].proto.top[0] = mid
+        return layers + _add_c(node, ctx, mid, ctx.blob(y), c_name, c, beta, out_shape)
+    layers = []
+    operands = []
+    for name, value, what in ((a, ca, "A"), (b_name, cb, "B")):
+        if value is None:
+            operands.append((ctx.blob(name), ctx.shape(name)))
+        else:
+            more, blob = constant_blob(ctx, node, value, f"{what}_const")
+            layers += more
+            operands.append((blob, value.shape))
+    scaled = alpha != 1.0
+    has_c = bool(c_name) and beta != 0.0
+    mid = fresh(ctx, node, "product") if (scaled or has_c) else ctx.blob(y)
+    layers += product(ctx, node, *operands[0], bool(trans_a), *operands[1], bool(trans_b), mid, out_shape)
+    if scaled:
+        top = fresh(ctx, node, "alpha") if has_c else ctx.blob(y)
+        layers.append(power(ctx, fresh(ctx, node, "alpha"), mid, top, scale=alpha))
+        mid = top
+    if has_c:
+        layers += _add_c(node, ctx, mid, ctx.blob(y), c_name, c, beta, out_shape)
+    return layers
 
 
-@register("MatMul", since=1, layers=("InnerProduct",))
-def matmul(node, ctx):
-    """MatMul of an activation (rank >= 2) by a constant 2-D weight -> InnerProduct over the last axis."""
-    x, y = node.inputs[0], node.outputs[0]
-    w = ctx.const(node.inputs[1])
-    if w is None:
-        node.reject("the second operand is not a constant (a product of two activations has no Caffe layer)")
-    if ctx.is_const(x):
-        node.reject("the first operand is a constant and the second is not")
-    if w.ndim != 2:
-        node.reject(f"the constant operand has rank {w.ndim}; only a 2-D weight maps to InnerProduct")
-    shape = ctx.shape(x)
-    if len(shape) < 2:
-        node.reject("a rank-1 activation has no InnerProduct form")
-    if shape[-1] != w.shape[0]:
-        node.reject(f"shapes {shape} and {w.shape} do not multiply")
-    return _inner_product(ctx, node, x, y, w.T, None, len(shape) - 1)
+def _add_c(node, ctx, bottom, top, c_name, c, beta, out_shape):
+    """top = bottom + beta * C."""
+    if c is not None:
+        return scale_bias(
+            ctx, fresh(ctx, node, "c"), bottom, top, 1.0, c.astype(np.float64) * beta, out_shape
+        )
+    layers, cb = broadcast_to(ctx, node, ctx.blob(c_name), ctx.shape(c_name), out_shape, "c_bcast")
+    layers.append(
+        ctx.layer(
+            fresh(ctx, node, "c"),
+            "Eltwise",
+            [bottom, cb],
+            [top],
+            eltwise_param={"operation": "SUM", **({"coeff": [1.0, beta]} if beta != 1.0 else {})},
+        )
+    )
+    return layers

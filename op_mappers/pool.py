@@ -1,4 +1,10 @@
-"""Pooling: MaxPool, AveragePool, GlobalAveragePool, GlobalMaxPool, ReduceMean/ReduceMax over H,W -> Pooling.
+"""Pooling: MaxPool, AveragePool (1-D and 2-D), GlobalAveragePool, GlobalMaxPool (any rank) -> Pooling
+(ReduceMean/ReduceMax: reduce.py).
+
+1-D pooling runs the 2-D machinery below on a (N, C, L, 1) view (kernel 1, stride 1, no pad on the unit axis):
+two Reshapes, the same Pooling. A dilated MaxPool pools one axis after the other (a maximum over a product of
+windows is the maximum of the per-axis maxima, exactly) and each dilated axis through a grid view (see
+_dilated_max): about 8 layers per dilated axis, bit-exact unless a whole window is -inf (its padding is -FLT_MAX).
 
 Caffe's Pooling always rounds the output size up (ceil, minus one when the last window would start in the end
 padding) with symmetric padding, and its AVE divisor is the window clipped to H + pad. Every ONNX variant is
@@ -19,7 +25,7 @@ from onnx2caffe.registry import register
 
 from ._compose import fresh, reshape, silence, slice_range
 
-_POOL_LAYERS = ("Pooling", "Slice", "Silence", "Scale")
+_POOL_LAYERS = ("Pooling", "Slice", "Silence", "Scale", "Reshape", "Power", "Concat")
 
 
 def _caffe_out(H: int, k: int, s: int, P: int) -> int:
@@ -80,14 +86,148 @@ def _caffe_divisor(H, k, s, P, first, n):
 def _map_pool(node, ctx, method: str, ceil: int, include_pad: int):
     x, y = node.inputs[0], node.outputs[0]
     shape = ctx.shape(x)
-    if len(shape) != 4:
-        node.reject(f"only 2-D pooling (rank-4 input) has a Caffe Pooling form, input rank is {len(shape)}")
+    rank = len(shape)
+    if rank not in (3, 4):
+        node.reject(f"only 1-D and 2-D pooling (rank 3 or 4) have a Caffe Pooling form, input rank is {rank}")
+    nsp = rank - 2
     kernel = [int(k) for k in node.attr("kernel_shape")]
-    strides = [int(s) for s in (node.attr("strides", None) or [1, 1])]
-    dil = node.attr("dilations", None)
-    if dil is not None and any(d != 1 for d in dil):
-        node.reject_attr("dilations", dil, "Caffe Pooling has no dilation")
-    begin, end = _explicit_pads(node, shape, kernel, strides)
+    strides = [int(s) for s in (node.attr("strides", None) or [1] * nsp)]
+    dil = [int(d) for d in (node.attr("dilations", None) or [1] * nsp)]
+    if any(d != 1 for d in dil) and method != "MAX":
+        node.reject_attr(
+            "dilations", dil, "Caffe Pooling has no dilation (a dilated maximum is mapped, a mean not)"
+        )
+    if len(kernel) != nsp or len(strides) != nsp or len(dil) != nsp or min(dil) < 1:
+        node.reject(f"kernel_shape, strides and dilations must have {nsp} values (dilations >= 1)")
+    auto_pad = node.attr("auto_pad", "NOTSET")
+    if auto_pad.startswith("SAME") and any(d != 1 for d in dil):
+        # onnxruntime sizes SAME pads with the undilated kernel, ONNX shape inference with the dilated one
+        node.reject_attr(
+            "auto_pad", auto_pad, "with dilations onnxruntime and ONNX disagree on the output size"
+        )
+    begin, end = _explicit_pads(node, shape, kernel, strides, dil)
+    out = ctx.shape(y)
+    src, top, layers = ctx.blob(x), ctx.blob(y), []
+    if rank == 3:
+        # 1-D: the same 2-D machinery on a (N, C, L, 1) view (a unit axis with kernel 1, stride 1, no padding)
+        src, top = fresh(ctx, node, "as_2d"), fresh(ctx, node, "pool_2d")
+        layers.append(reshape(ctx, src, ctx.blob(x), src, (*shape, 1)))
+        shape, out = (*shape, 1), (*out, 1)
+        kernel, strides, dil, begin, end = kernel + [1], strides + [1], dil + [1], begin + [0], end + [0]
+    if dil == [1, 1]:
+        layers += _pool_2d(
+            node, ctx, method, ceil, include_pad, src, top, shape, out[2:], kernel, strides, begin, end
+        )
+    else:
+        # a maximum is separable: pool one axis after the other (the same window set, max is exact in any
+        # order), the dilated axis through a grid view
+        axes = [i for i in range(2) if (kernel[i], strides[i], begin[i], end[i]) != (1, 1, 0, 0)]
+        cur, cur_shape = src, list(shape)
+        for n, i in enumerate(axes):
+            nxt = top if n == len(axes) - 1 else fresh(ctx, node, f"axis{i}")
+            want = _onnx_out(shape[2 + i], (kernel[i] - 1) * dil[i] + 1, strides[i], begin[i], end[i], ceil)
+            if want != out[2 + i]:
+                node.reject(
+                    f"ONNX shape inference gives size {out[2 + i]} on axis {2 + i} but onnxruntime computes {want}"
+                )
+            if dil[i] > 1:
+                layers += _dilated_max(
+                    node, ctx, cur, nxt, cur_shape, 2 + i, kernel[i], strides[i], dil[i], begin[i], want
+                )
+            else:
+                one = [[kernel[i], 1], [strides[i], 1], [begin[i], 0], [end[i], 0]]
+                k2, s2, b2, e2 = ([v[1], v[0]] if i == 1 else v for v in one)
+                sizes = (want, cur_shape[3]) if i == 0 else (cur_shape[2], want)
+                layers += _pool_2d(
+                    node,
+                    ctx,
+                    "MAX",
+                    ceil,
+                    0,
+                    cur,
+                    nxt,
+                    cur_shape,
+                    sizes,
+                    k2,
+                    s2,
+                    b2,
+                    e2,
+                    fresh(ctx, node, "pool"),
+                )
+            cur, cur_shape[2 + i] = nxt, want
+    if rank == 3:
+        layers.append(reshape(ctx, fresh(ctx, node, "as_1d"), top, ctx.blob(y), ctx.shape(y)))
+    return layers
+
+
+def _dilated_max(node, ctx, bottom, top, shape, axis, k, s, d, b, n):
+    """Max pooling along one axis of a rank-4 blob with dilation d: y[o] = max_j xp[s*o + d*j], xp the input with
+    b leading pad positions that never win (-FLT_MAX, exact unless a whole window is -inf). xp is padded at the end
+    to a length Lp that is a multiple of d and viewed as a (Lp / d, d) grid: position q*d + r is row q, column r,
+    and q*d + r + d*j is row q + j of the same column, so a (k, 1) Pooling over the rows gives the dilated maximum
+    for every start position at once. A Slice and a (1, 1) Pooling with stride s keep the starts s*o."""
+    L = shape[axis]
+    keff = (k - 1) * d + 1
+    Lp = -(-max(s * (n - 1) + keff, b + L) // d) * d
+    tail = Lp - b - L
+    layers, unused, cur = [], [], bottom
+    if b or tail:
+        edge, lowest, padded = (fresh(ctx, node, t) for t in ("edge", "lowest", "padded"))
+        layers += slice_range(ctx, node, bottom, edge, axis, L, 0, 1, unused)
+        low = float(np.finfo(np.float32).min)
+        layers.append(ctx.layer(lowest, "Power", [edge], [lowest], power_param={"scale": 0.0, "shift": low}))
+        bottoms = [lowest] * b + [bottom] + [lowest] * tail
+        layers.append(ctx.layer(padded, "Concat", bottoms, [padded], concat_param={"axis": axis}))
+        cur = padded
+    N, C, H, W = shape
+    R = Lp // d
+    dense = (R - k + 1) * d
+    grid = (N, C, R, d * W) if axis == 2 else (N, C * H, R, d)
+    back = [N, C, H, W]
+    back[axis] = dense
+    need = s * (n - 1) + 1
+    steps = ["grid", "pool", "back"] + (["cut"] if need < dense else []) + (["stride"] if s > 1 else [])
+    for step in steps:
+        nxt = top if step == steps[-1] else fresh(ctx, node, f"dilated_{step}")
+        if step == "grid":
+            layers.append(reshape(ctx, nxt, cur, nxt, grid))
+        elif step == "pool":
+            p = {"pool": "MAX", "kernel_h": k, "kernel_w": 1}
+            layers.append(ctx.layer(nxt, "Pooling", [cur], [nxt], pooling_param=p))
+        elif step == "back":
+            layers.append(reshape(ctx, nxt, cur, nxt, back))
+        elif step == "cut":
+            layers += slice_range(ctx, node, cur, nxt, axis, dense, 0, need, unused)
+        else:  # a 1x1 window with stride s copies every s-th start
+            p = {
+                "pool": "MAX",
+                "kernel_size": 1,
+                "stride_h": s if axis == 2 else 1,
+                "stride_w": s if axis == 3 else 1,
+            }
+            layers.append(ctx.layer(nxt, "Pooling", [cur], [nxt], pooling_param=p))
+        cur = nxt
+    return layers + silence(ctx, node, unused)
+
+
+def _pool_2d(
+    node,
+    ctx,
+    method,
+    ceil,
+    include_pad,
+    bottom,
+    y_blob,
+    shape,
+    inferred,
+    kernel,
+    strides,
+    begin,
+    end,
+    name=None,
+):
+    """Pooling of the rank-4 blob `bottom` (shape `shape`) into `y_blob`; `inferred`: ONNX's output H, W; `name`:
+    the Pooling layer's name (default: the node's)."""
     layers, unused = [], []
     caffe_pad, first, caffe_n, need = [], [], [], []
     for i in range(2):
@@ -111,10 +251,9 @@ def _map_pool(node, ctx, method: str, ceil: int, include_pad: int):
         first.append(j)
         caffe_n.append(cn)
         need.append(n)
-    inferred = ctx.shape(y)
-    if tuple(inferred[2:]) != tuple(need):
+    if tuple(inferred) != tuple(need):
         node.reject(
-            f"ONNX shape inference gives spatial size {tuple(inferred[2:])} but onnxruntime computes {tuple(need)} "
+            f"ONNX shape inference gives spatial size {tuple(inferred)} but onnxruntime computes {tuple(need)} "
             "(ceil mode with a last window starting in the padding); re-export without ceil_mode"
         )
     # Caffe's rule (applied only with padding) uses pad_h and pad_w together
@@ -154,14 +293,14 @@ def _map_pool(node, ctx, method: str, ceil: int, include_pad: int):
             ratio = np.outer(r[0], r[1]).astype(np.float32)
     cut = [first[i] > 0 or caffe_n[i] > first[i] + need[i] for i in range(2)]
     last_ops = sum(cut) + (ratio is not None)
-    cur = ctx.blob(y) if last_ops == 0 else fresh(ctx, node, "pool")
-    layers.append(ctx.layer(node.name, "Pooling", [ctx.blob(x)], [cur], pooling_param=p))
+    cur = y_blob if last_ops == 0 else fresh(ctx, node, "pool")
+    layers.append(ctx.layer(name or node.name, "Pooling", [bottom], [cur], pooling_param=p))
     dims = [shape[0], shape[1], caffe_n[0], caffe_n[1]]
     for i in range(2):
         if not cut[i]:
             continue
         last_ops -= 1
-        top = ctx.blob(y) if last_ops == 0 else fresh(ctx, node, f"crop{i}")
+        top = y_blob if last_ops == 0 else fresh(ctx, node, f"crop{i}")
         layers += slice_range(ctx, node, cur, top, 2 + i, dims[2 + i], first[i], first[i] + need[i], unused)
         dims[2 + i] = need[i]
         cur = top
@@ -172,7 +311,7 @@ def _map_pool(node, ctx, method: str, ceil: int, include_pad: int):
                 fresh(ctx, node, "divisor"),
                 "Scale",
                 [cur],
-                [ctx.blob(y)],
+                [y_blob],
                 blobs=[ratio],
                 scale_param={"axis": 2, "num_axes": 2},
             )
@@ -180,90 +319,67 @@ def _map_pool(node, ctx, method: str, ceil: int, include_pad: int):
     return layers
 
 
-@register("MaxPool", since=1, layers=_POOL_LAYERS)
+@register(
+    "MaxPool",
+    since=1,
+    layers=_POOL_LAYERS,
+    notes="1-D (Reshape to (N, C, L, 1)) and 2-D, floor/ceil, any pads -> Pooling MAX (+ Slice/Silence); dilation: "
+    "per axis, ~8 layers per dilated axis; exact",
+)
 def max_pool(node, ctx):
-    """MaxPool (floor and ceil mode, any pads) -> Pooling MAX (+ Slice/Silence to cut extra windows)."""
+    """MaxPool 1-D / 2-D (floor and ceil mode, any pads, dilation through a grid view) -> Pooling MAX (+ Slice/Silence
+    to cut extra windows, + Reshape for 1-D); exact."""
     if len(node.outputs) > 1 and node.outputs[1]:
         node.reject("the Indices output has no Caffe form")
     node.ignore_attr("storage_order", "only affects the Indices output")
     return _map_pool(node, ctx, "MAX", int(node.attr("ceil_mode", 0)), 0)
 
 
-@register("AveragePool", since=1, layers=_POOL_LAYERS)
+@register(
+    "AveragePool",
+    since=1,
+    layers=_POOL_LAYERS,
+    notes="1-D (Reshape to (N, C, L, 1)) and 2-D, floor/ceil, count_include_pad 0/1, any pads -> Pooling AVE "
+    "(+ Slice, + Scale fixing the divisor: one extra rounding)",
+)
 def average_pool(node, ctx):
-    """AveragePool (floor/ceil, count_include_pad 0/1) -> Pooling AVE (+ Slice, + Scale fixing the divisor)."""
+    """AveragePool 1-D / 2-D (floor/ceil, count_include_pad 0/1) -> Pooling AVE (+ Slice, + Scale fixing the
+    divisor: one extra rounding, + Reshape for 1-D)."""
     return _map_pool(node, ctx, "AVE", int(node.attr("ceil_mode", 0)), int(node.attr("count_include_pad", 0)))
 
 
 def _global(node, ctx, method: str, x: str, y: str, keepdims: bool = True):
+    """Global pooling over every axis after the channels. Rank 4 is one Pooling layer; other ranks (>= 3) pool a
+    (N, C, L, 1) / (N, C, D*H, W) view of the input (the same elements, so the same maximum and the same mean up
+    to the summation order) and reshape the (N, C, 1, 1) result back."""
     shape = ctx.shape(x)
+    if len(shape) < 3:
+        node.reject(f"global pooling needs an input of rank >= 3, got rank {len(shape)}")
+    p = {"pool": method, "global_pooling": True}
+    if len(shape) == 4 and keepdims:
+        return [ctx.layer(node.name, "Pooling", [ctx.blob(x)], [ctx.blob(y)], pooling_param=p)]
+    layers, src = [], ctx.blob(x)
     if len(shape) != 4:
-        node.reject(f"global pooling needs a rank-4 input, got rank {len(shape)}")
-    if keepdims:
-        return [
-            ctx.layer(
-                node.name,
-                "Pooling",
-                [ctx.blob(x)],
-                [ctx.blob(y)],
-                pooling_param={"pool": method, "global_pooling": True},
-            )
-        ]
+        spatial = shape[2:]
+        src = fresh(ctx, node, "as_2d")
+        view = (*shape[:2], int(np.prod(spatial[:-1])), spatial[-1]) if len(spatial) > 1 else (*shape, 1)
+        layers.append(reshape(ctx, src, ctx.blob(x), src, view))
     mid = fresh(ctx, node, "pool")
-    return [
-        ctx.layer(
-            node.name, "Pooling", [ctx.blob(x)], [mid], pooling_param={"pool": method, "global_pooling": True}
-        ),
-        reshape(ctx, fresh(ctx, node, "squeeze"), mid, ctx.blob(y), shape[:2]),
-    ]
+    layers.append(ctx.layer(node.name, "Pooling", [src], [mid], pooling_param=p))
+    out = (*shape[:2], *([1] * (len(shape) - 2))) if keepdims else shape[:2]
+    layers.append(
+        reshape(ctx, fresh(ctx, node, "squeeze" if not keepdims else "as_nd"), mid, ctx.blob(y), out)
+    )
+    return layers
 
 
-@register("GlobalAveragePool", since=1, layers=("Pooling",))
+@register("GlobalAveragePool", since=1, layers=("Pooling", "Reshape"))
 def global_average_pool(node, ctx):
-    """GlobalAveragePool -> Pooling AVE global_pooling."""
+    """GlobalAveragePool (any rank >= 3) -> Pooling AVE global_pooling (+ Reshape around it unless rank 4)."""
     return _global(node, ctx, "AVE", node.inputs[0], node.outputs[0])
 
 
-@register("GlobalMaxPool", since=1, layers=("Pooling",))
+@register("GlobalMaxPool", since=1, layers=("Pooling", "Reshape"))
 def global_max_pool(node, ctx):
-    """GlobalMaxPool -> Pooling MAX global_pooling."""
+    """GlobalMaxPool (any rank >= 3) -> Pooling MAX global_pooling (+ Reshape around it unless rank 4)."""
     return _global(node, ctx, "MAX", node.inputs[0], node.outputs[0])
-
-
-def _reduce_hw(node, ctx, method: str):
-    x = node.inputs[0]
-    shape = ctx.shape(x)
-    keepdims = bool(node.attr("keepdims", 1))
-    if node.opset >= 18:
-        noop = node.attr("noop_with_empty_axes", 0)
-        axes_in = node.input(1)
-        if axes_in:
-            axes = ctx.const(axes_in)
-            if axes is None:
-                node.reject("the axes input is not a constant")
-            axes = [int(a) for a in axes.reshape(-1)]
-        else:
-            if noop:
-                node.reject_attr("noop_with_empty_axes", noop, "an identity reduction is not a pooling")
-            axes = list(range(len(shape)))
-    else:
-        axes = node.attr("axes", None)
-        axes = list(range(len(shape))) if axes is None else [int(a) for a in axes]
-    axes = sorted(a + len(shape) if a < 0 else a for a in axes)
-    if len(shape) != 4 or axes != [2, 3]:
-        node.reject(
-            f"only a reduction over H,W (axes 2,3) of a rank-4 tensor maps to Pooling, got axes {axes}"
-        )
-    return _global(node, ctx, method, x, node.outputs[0], keepdims)
-
-
-@register("ReduceMean", since=1, layers=("Pooling", "Reshape"))
-def reduce_mean(node, ctx):
-    """ReduceMean over H,W (keepdims 0/1, axes attribute or input) -> Pooling AVE global (+ Reshape)."""
-    return _reduce_hw(node, ctx, "AVE")
-
-
-@register("ReduceMax", since=1, layers=("Pooling", "Reshape"))
-def reduce_max(node, ctx):
-    """ReduceMax over H,W (keepdims 0/1) -> Pooling MAX global (+ Reshape)."""
-    return _reduce_hw(node, ctx, "MAX")

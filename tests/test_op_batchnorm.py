@@ -29,7 +29,7 @@ def _bn_model(shape, eps, opset=13, outputs=("y",), **attrs):
     return make_model([node], {"x": shape}, dict.fromkeys(outputs), inits, opset=opset)
 
 
-@pytest.mark.parametrize("shape", [(2, 5, 7, 3), (3, 4), (2, 6, 9)])
+@pytest.mark.parametrize("shape", [(2, 5, 7, 3), (3, 4), (2, 6, 9), (1, 3, 1), (2, 3, 4, 5, 2)])
 @pytest.mark.parametrize("eps", [1e-5, 1e-3])
 def test_batchnorm(tmp_path, shape, eps):
     net = check_conversion(_bn_model(shape, eps, momentum=0.9), tmp_path, max_rel=TOL)

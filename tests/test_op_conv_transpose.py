@@ -81,9 +81,69 @@ def test_auto_pad(tmp_path, auto_pad, k):
     check_conversion(model, tmp_path, max_rel=MAX_REL, cos=COS)
 
 
-def test_1d_refused():
-    inits = {"w": np.ones((3, 2, 3), np.float32)}
-    node = helper.make_node("ConvTranspose", ["x", "w"], ["y"], strides=[2])
-    model = make_model([node], {"x": (1, 3, 4)}, {"y": None}, initializers=inits, opset=13)
-    with pytest.raises(ConversionError, match="2-D"):
+CASES_1D = [
+    # c_in, c_out/group, group, kernel, stride, pads, dilation, output_padding
+    (4, 3, 1, 3, 2, (1, 1), 1, 1),  # the usual x2 upsampler: k3 s2 p1 op1
+    (4, 2, 1, 4, 2, (1, 1), 1, 0),
+    (4, 2, 2, 3, 3, (0, 2), 1, 0),  # grouped, asymmetric pads
+    (4, 1, 4, 5, 1, (2, 2), 1, 0),  # depthwise
+    (3, 2, 1, 3, 3, (0, 0), 2, 2),  # dilation, output_padding beyond the full output
+]
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize(("cin", "cog", "group", "k", "s", "p", "d", "op"), CASES_1D)
+def test_conv_transpose_1d(tmp_path, cin, cog, group, k, s, p, d, op, bias):
+    rng = np.random.default_rng(3)
+    inits = {"w": rng.standard_normal((cin, cog, k)).astype(np.float32)}
+    inputs = ["x", "w"]
+    if bias:
+        inits["b"] = rng.standard_normal(cog * group).astype(np.float32)
+        inputs.append("b")
+    node = helper.make_node(
+        "ConvTranspose",
+        inputs,
+        ["y"],
+        name="deconv",
+        kernel_shape=[k],
+        strides=[s],
+        pads=list(p),
+        dilations=[d],
+        output_padding=[op],
+        group=group,
+    )
+    model = make_model([node], {"x": (2, cin, 7)}, {"y": None}, initializers=inits, opset=13)
+    net = check_conversion(model, tmp_path, max_rel=MAX_REL, cos=COS)
+    deconv = net.layer("deconv").proto.convolution_param
+    assert deconv.kernel_h == 1 and deconv.stride_h in (0, 1)  # the unit axis: kernel 1, stride 1
+
+
+@pytest.mark.parametrize("auto_pad", ["NOTSET", "SAME_UPPER", "SAME_LOWER"])
+@pytest.mark.parametrize("out_len", [9, 10, 11, 12])
+def test_output_shape_1d(tmp_path, out_len, auto_pad):
+    rng = np.random.default_rng(4)
+    inits = {"w": rng.standard_normal((3, 2, 3)).astype(np.float32)}
+    node = helper.make_node(
+        "ConvTranspose", ["x", "w"], ["y"], strides=[2], output_shape=[out_len], auto_pad=auto_pad
+    )
+    model = make_model([node], {"x": (1, 3, 5)}, {"y": None}, initializers=inits, opset=13)
+    check_conversion(model, tmp_path, max_rel=MAX_REL, cos=COS)
+
+
+@pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
+def test_torch_conv_transpose_1d(tmp_path, exporter):
+    torch = pytest.importorskip("torch")
+    from onnx2caffe.exporters.torch_export import torch_to_onnx
+
+    torch.manual_seed(0)
+    net = torch.nn.ConvTranspose1d(4, 3, 3, stride=2, padding=1, output_padding=1, groups=1)
+    exported = torch_to_onnx(net, [(1, 4, 9)], exporter=exporter)
+    check_conversion(exported.model, tmp_path, max_rel=MAX_REL, cos=COS)
+
+
+def test_3d_refused():
+    inits = {"w": np.ones((3, 2, 3, 3, 3), np.float32)}
+    node = helper.make_node("ConvTranspose", ["x", "w"], ["y"], strides=[2, 2, 2])
+    model = make_model([node], {"x": (1, 3, 4, 4, 4)}, {"y": None}, initializers=inits, opset=13)
+    with pytest.raises(ConversionError, match="1-D and 2-D"):
         convert(model, None, check=False)

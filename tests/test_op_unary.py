@@ -291,8 +291,8 @@ def test_demote_float64_island(tmp_path):
 
 
 def test_demote_float64_leaves_a_float64_output():
-    model = _float64_island((1, 2, 3))
-    model.graph.output[0].CopyFrom(helper.make_tensor_value_info("e", onnx.TensorProto.DOUBLE, [1, 2, 3]))
+    model = _float64_island((1, 2, 3, 4))  # k is (C, 1, 1): a rank-4 input keeps the shape
+    model.graph.output[0].CopyFrom(helper.make_tensor_value_info("e", onnx.TensorProto.DOUBLE, [1, 2, 3, 4]))
     model.graph.node.pop()  # Relu
     model.graph.node.pop()  # Cast back
     g = OnnxGraph.load(model)

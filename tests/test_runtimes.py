@@ -147,6 +147,29 @@ def test_run_returns_caffe_blob_semantics(rt, tmp_path):
     assert np.array_equal(outs["cat"], every["cat"])
 
 
+def test_every_output_of_a_multi_top_layer_survives_later_layers(rt, tmp_path):
+    """Asking for every blob at once returns each top of a Slice as computed, even when later layers (which
+    may reuse the buffers of tops nobody reads any more) are asked for too. OpenCV shields only output 0 of a
+    requested layer from its buffer reuse; its runtime splits such requests into passes (runtimes/opencv.py)."""
+    net = CaffeNet("tops")
+    net.add_input("data", (1, 8, 6, 6))
+    net.add_layer("sl", "Slice", ["data"], ["a", "b"], slice_param={"axis": 1, "slice_point": [4]})
+    net.add_layer("pb", "Power", ["b"], ["pb"], power_param={"scale": 2.0})
+    chain = "a"
+    for i in range(6):  # layers after the last reader of b, whose outputs may land in b's buffer
+        net.add_layer(f"p{i}", "Power", [chain], [f"p{i}"], power_param={"scale": 0.5, "shift": 1.0})
+        chain = f"p{i}"
+    net.add_layer("cat", "Concat", [chain, "pb"], ["cat"])
+    proto, model = net.save(tmp_path / "tops")
+    x = RNG.standard_normal((1, 8, 6, 6)).astype(np.float32)
+    with rt.load(proto, model) as m:
+        every = m.run({"data": x}, outputs=m.blob_names())
+        for name in m.blob_names():
+            alone = m.run({"data": x}, outputs=[name])[name]
+            assert np.array_equal(every[name], alone), name
+    assert np.array_equal(every["b"], x[:, 4:])
+
+
 def test_in_place_on_input_dropout_and_split(rt, tmp_path):
     # ReLU in place on the input blob, an in-place Dropout (identity at TEST), a Split: every blob reads
     # as Caffe leaves it after the forward pass (data is the ReLU'd input).

@@ -338,7 +338,12 @@ def test_cli_input_shape_for_onnx_file(torch_dynamic_exports, tmp_path, capsys):
     out, err = capsys.readouterr()
     assert rc == 0, err
     assert "opencv" in out and err == ""
-    assert sorted(os.listdir(prefix.parent)) == ["m.caffemodel", "m.names.json", "m.prototxt"]
+    assert sorted(os.listdir(prefix.parent)) == [
+        "m.caffemodel",
+        "m.layers.json",
+        "m.names.json",
+        "m.prototxt",
+    ]
     rc = main(["convert", str(path), "-o", str(prefix), "--input-shape", "x=1,3,20,20", "--opset", "13"])
     assert rc == 2 and "--opset: only for PyTorch models" in capsys.readouterr().err
 

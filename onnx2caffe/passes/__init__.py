@@ -2,7 +2,8 @@
 
 Each pass is a module with NAME, DESCRIPTION and `run(graph: OnnxGraph) -> bool` (True when it changed the
 graph; the caller then refreshes shapes). A pass only makes changes that keep the graph's outputs exactly
-equal (it never trades accuracy for a simpler graph).
+equal (it never trades accuracy for a simpler graph), with one stated exception: demote_float64 computes
+float32 -> float64 -> float32 islands in float32 (each op and constant within 2^-24 relative; see its module).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from . import (
     eliminate_identity,
     fold_constants,
     fold_pad_into_conv_pool,
+    fold_transpose_into_gemm,
+    fold_transpose_into_matmul,
     fuse_channel_shuffle,
     fuse_group_norm,
     fuse_l2_normalize,
@@ -33,6 +36,8 @@ PASSES = (
     fuse_transposed_layer_norm,
     fuse_group_norm,
     fuse_matmul_add,
+    fold_transpose_into_gemm,
+    fold_transpose_into_matmul,
     fold_pad_into_conv_pool,
     fuse_l2_normalize,
     fuse_threshold,

@@ -214,6 +214,7 @@ class OpenCVModel(LoadedModel):
         # blob -> ("", input name) for net inputs, or (OpenCV layer name, output index): last writer wins.
         cv_layers = set(net.getLayerNames())
         claimed: set[str] = set()
+        self._order: dict[str, int] = {}  # OpenCV layer name -> position in the net
         where: dict[str, tuple[str, int | str]] = {}
         self._inputs: list[str] = list(legacy_inputs)
         produced: list[str] = []
@@ -234,6 +235,7 @@ class OpenCVModel(LoadedModel):
             else:
                 continue  # dropped by the importer (or not in the TEST net)
             claimed.add(cv_name)
+            self._order[cv_name] = len(self._order)
             for i, t in enumerate(tops):
                 where[t] = (cv_name, i)
                 produced.append(t)
@@ -273,14 +275,15 @@ class OpenCVModel(LoadedModel):
                 f"(blobs: {', '.join(self._blobs[:50])}{' ...' if len(self._blobs) > 50 else ''})"
             )
         layer_names = list(dict.fromkeys(self._where[n][0] for n in wanted if self._where[n][0]))
+        by_layer = {}
         try:
             with _quiet(cv2):
-                for name, arr in arrays.items():
-                    self._net.setInput(arr, name)
-                retrieved = self._net.forwardAndRetrieve(layer_names) if layer_names else []
+                for segment in self._segments(layer_names, wanted):
+                    for name, arr in arrays.items():
+                        self._net.setInput(arr, name)
+                    by_layer.update(zip(segment, self._net.forwardAndRetrieve(segment), strict=True))
         except cv2.error as e:
             raise _failure("running", self.prototxt, self.caffemodel, e) from None
-        by_layer = dict(zip(layer_names, retrieved, strict=True))
         result = {}
         for n in wanted:
             layer, index = self._where[n]
@@ -295,6 +298,26 @@ class OpenCVModel(LoadedModel):
                     )
                 result[n] = np.array(outs[int(index)], dtype=np.float32, copy=True)
         return result
+
+    def _segments(self, layer_names: list[str], wanted: Sequence[str]) -> list[list[str]]:
+        """The requested layers split into forward passes. OpenCV keeps only output 0 of each requested layer
+        out of its buffer reuse: a later layer may overwrite a requested layer's output 1, 2, ... (measured:
+        the second top of Slice layers came back wrong when blobs after them were requested too). So every
+        layer whose output > 0 is wanted ends a pass (a pass stops at its last requested layer), and the
+        layers before it in network order go with it."""
+        late = {self._where[n][0] for n in wanted if self._where[n][0] and int(self._where[n][1]) > 0}
+        if not late:
+            return [layer_names] if layer_names else []
+        ordered = sorted(layer_names, key=self._order.__getitem__)
+        segments, current = [], []
+        for name in ordered:
+            current.append(name)
+            if name in late:
+                segments.append(current)
+                current = []
+        if current:
+            segments.append(current)
+        return segments
 
     def close(self) -> None:
         self._net = None

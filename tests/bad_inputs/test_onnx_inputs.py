@@ -111,7 +111,7 @@ def test_external_data_reference_sanity(capsys, tmp_path, out):
     path, _ = _external(tmp_path)
     rc, _, err = _convert(capsys, path, out)
     assert rc == 0, err
-    assert files_under(out) == ["m.caffemodel", "m.names.json", "m.prototxt"]
+    assert files_under(out) == ["m.caffemodel", "m.layers.json", "m.names.json", "m.prototxt"]
 
 
 def test_external_data_missing(capsys, tmp_path, out):
@@ -444,7 +444,7 @@ def test_control_character_names_clean(capsys, tmp_path, out):
         assert_clean_error(rc, err, "ctl.onnx")
         assert files_under(out) == []
     else:
-        assert files_under(out) == ["m.caffemodel", "m.names.json", "m.prototxt"]
+        assert files_under(out) == ["m.caffemodel", "m.layers.json", "m.names.json", "m.prototxt"]
         text = (out / "m.prototxt").read_text(encoding="utf-8")
         assert "\x00" not in text and "\x1b" not in text
 

@@ -92,7 +92,7 @@ def test_prefix_without_file_name(capsys, tmp_path, model, monkeypatch, prefix):
 # ------------------------------------------------------------------------------------------- output == input
 
 
-@pytest.mark.parametrize("ext", [".prototxt", ".caffemodel", ".names.json"])
+@pytest.mark.parametrize("ext", [".prototxt", ".caffemodel", ".names.json", ".layers.json"])
 def test_convert_output_equals_input(capsys, tmp_path, ext):
     """An ONNX file named like one of the outputs (m.caffemodel) converted with -o m: refused, input intact."""
     path = save(tiny_model(), tmp_path / ("m" + ext))

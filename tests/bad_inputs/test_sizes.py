@@ -18,7 +18,7 @@ from onnx import TensorProto, helper, numpy_helper
 from ._util import MEMORY_CAP, assert_clean_error, files_under, run_cli, run_script, save, tiny_model
 
 FAST = 15.0  # seconds, the console script's start included (about 1 s here): "within a few seconds"
-OUTPUTS = ["m.caffemodel", "m.names.json", "m.prototxt"]
+OUTPUTS = ["m.caffemodel", "m.layers.json", "m.names.json", "m.prototxt"]
 
 
 def _model(nodes, x_shape, y_dims, inits=()) -> onnx.ModelProto:
