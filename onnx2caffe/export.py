@@ -5,10 +5,10 @@
 exporter, simplifies it with onnx-simplifier, checks it against PyTorch with onnxruntime on a seeded random
 input, and only then writes ``output`` atomically. ``output`` is never one of the job's input files.
 
-The model travels as a SplitModel (onnx2caffe/onnx_io.py): the exporter's file is read with its weights
-straight into arrays, onnx-simplifier and onnxruntime work without a copy of the layer weights, and the
-.onnx is written from those arrays (the same bytes as serializing the whole ModelProto). PyTorch's weights
-are released before the .onnx is written.
+The model travels as a SplitModel (onnx2caffe/onnx_io.py): the exporter's output becomes a small skeleton
+plus the weights copied once into arrays, onnx-simplifier and onnxruntime work without a copy of the layer
+weights, and the .onnx is written from those arrays (the same bytes as serializing the whole ModelProto).
+PyTorch's weights are released before the .onnx is written.
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ def export(
         import torch  # noqa: F401  (timed on its own: a fixed cost of every export)
     with progress.step("build model"):
         torch_model = load_model(model, weights=weights, unsafe_load=unsafe_load, model_kwargs=model_kwargs)
-    # the exporter's temporary file goes beside the output (the disk that receives the model anyway)
+    # the dynamo exporter's temporary file goes beside the output (the disk that receives the model anyway)
     tmp_folder = None
     if out_path is not None and os.path.isdir(os.path.dirname(os.path.abspath(out_path))):
         tmp_folder = os.path.dirname(os.path.abspath(out_path))

@@ -8,7 +8,9 @@ Memory. The weights are the bulk of a model, so they are copied as little as pos
 inference run on a weight-free copy of the model (initializers over a few KiB keep their name, type and dims,
 not their data: shapes need no data, and data propagation only reads small shape tensors), each initializer
 becomes one read-only numpy array once (re-used by later refreshes), and `OnnxGraph.load(...,
-detach_weights=True)` keeps the big initializers only as those arrays, not in the ModelProto as well.
+detach_weights=True)` keeps the big initializers only as those arrays, not in the ModelProto as well; a file's
+large initializers are read straight from it into those arrays (onnx_io.read_split), so a model read from a
+file is in memory once, not as protobuf bytes and arrays both.
 
 Shapes. Inference runs from the graph inputs alone (the shapes a model declares for its outputs and in
 value_info are removed first), so a static input fixes every shape its nodes compute even where the model
