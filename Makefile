@@ -16,7 +16,7 @@ help:
 	@echo "make browser   Debian's chromium (headless), for the tests of the HTML report pages"
 	@echo "make proto     regenerate onnx2caffe/proto/caffe_pb2.py from caffe.proto"
 	@echo "make docs      regenerate the op table in README.md from the registry"
-	@echo "make bench     run the benchmarks in benchmarks/"
+	@echo "make bench     run the benchmarks in benchmarks/ (bench-pipeline: PyTorch -> Caffe vs a bare export)"
 	@echo "make families  the family zoo (detectors, segmenters, OCR, SR, face nets) -> docs/families.md"
 
 install: venv caffe browser
@@ -95,11 +95,15 @@ zoo: venv
 # ---- fuzzing and differential testing (tests/test_fuzz_readers.py, tests/test_differential.py) -------------------
 # make fuzz: the same tests as in `make test`, with the "fuzz" hypothesis profile (random, many more examples;
 # see tests/fuzz_profiles.py). Prints the hypothesis statistics and the execution counts.
-.PHONY: fuzz bench-memory
+.PHONY: fuzz bench-memory bench-pipeline
 
 fuzz: install
 	HYPOTHESIS_PROFILE=fuzz ONNX2CAFFE_CAFFE_ROOT=$(abspath $(CAFFE)) $(BIN)/pytest -q -p no:cacheprovider \
 	  --hypothesis-show-statistics tests/test_fuzz_readers.py tests/test_differential.py
+
+# make bench-pipeline: `convert torchvision:NAME` vs a bare torch.onnx.export (time and peak-memory ratios, steps)
+bench-pipeline: venv
+	ONNX2CAFFE_CAFFE_ROOT=$(abspath $(CAFFE)) $(PY) benchmarks/pipeline.py
 
 # make bench-memory: peak RSS of convert as a multiple of the weight size (VGG-16 and a 1.5 GB model)
 bench-memory: venv

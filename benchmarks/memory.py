@@ -6,10 +6,10 @@ Two models, written as ONNX files first (built directly with onnx.helper, random
   * synthetic  3 Gemm layers of 11264 x 11264 float32 (1.52 GB of weights) on a 1x11264 input
 
 Each conversion (--no-check: the check runs onnxruntime and Caffe on the weights again, in other processes)
-runs in a fresh subprocess; the child reports its own peak RSS (VmHWM). A second
-subprocess runs the steps of convert() one by one (onnx load + check, passes incl. fold_constants, mapping
-to Caffe layers, writing) and reads VmRSS after each step and VmHWM (peak) during it (the peak is reset
-before each step through /proc/self/clear_refs), to show which step holds how many copies of the weights.
+runs in a fresh subprocess; the child reports its own peak RSS (VmHWM). A second subprocess runs the steps
+of convert() one by one (onnx load + check as convert loads a file, passes incl. fold_constants, mapping to
+Caffe layers, writing) and reads VmRSS after each step and VmHWM (peak) during it (the peak is reset before
+each step through /proc/self/clear_refs), to show which step holds how many copies of the weights.
 
     .venv/bin/python benchmarks/memory.py [--dir DIR] [--models vgg16,synthetic] [--keep]
 """
@@ -116,8 +116,7 @@ def reset_peak():
 import onnx2caffe.convert, onnx2caffe.onnx_graph, onnx2caffe.passes, onnx2caffe.caffe_net
 from onnx2caffe import op_mappers
 op_mappers.load_all()
-from onnx2caffe.convert import build_net
-from onnx2caffe.onnx_graph import OnnxGraph
+from onnx2caffe.convert import build_net, load_with_shapes
 from onnx2caffe.passes import run_passes
 src, prefix = sys.argv[1], sys.argv[2]
 rows = [dict(step="imports", **status(), seconds=0.0)]
@@ -127,7 +126,8 @@ def step(name, fn):
     t = time.perf_counter()
     fn()
     rows.append(dict(step=name, **status(), seconds=time.perf_counter() - t, peak_reset=can_reset))
-step("onnx load + check", lambda: state.__setitem__("g", OnnxGraph.load(src)))
+# as convert loads a file: the graph with its weights as arrays (and the reference, sharing them)
+step("onnx load + check", lambda: state.__setitem__("g", load_with_shapes(src, None)[0]))
 step("passes (fold_constants, ...)", lambda: run_passes(state["g"]))
 step("mapping to Caffe layers", lambda: state.__setitem__("net", build_net(state["g"], "m")[0]))
 step("writing prototxt + caffemodel", lambda: state["net"].save(prefix))

@@ -18,6 +18,14 @@ Two exporters are offered, both through ``torch.onnx.export``:
 
 Input shapes are always static. After export the graph goes through onnx-simplifier and the simplified
 graph is run with onnxruntime on a seeded random input and compared with PyTorch's output.
+
+Cost. PyTorch runs the model once: the TorchScript exporter traces an nn.Module by running it on the check's
+input, and a forward hook keeps that run's outputs as the check's reference (the dynamo exporter does not
+run the model, and TorchScript files are not traced: those are run once before export). The exported model
+(kept in memory for the TorchScript exporter; the dynamo exporter writes a temporary file) becomes a
+SplitModel (onnx2caffe/onnx_io.py) with its weights copied into numpy arrays once, onnx-simplifier
+sees the graph without the layer weights it cannot use (onnx2caffe/simplify.py), and onnxruntime gets the
+weights as inputs instead of a serialized copy: the weights are held by PyTorch and once more as arrays.
 """
 
 from __future__ import annotations
@@ -42,7 +50,9 @@ from typing import Any
 import numpy as np
 import onnx
 
+from onnx2caffe import progress
 from onnx2caffe.errors import InputFileError, Onnx2CaffeError, ToleranceError
+from onnx2caffe.onnx_io import CapturedBytes, SplitModel
 
 EXPORTERS = ("torchscript", "dynamo")
 DEFAULT_EXPORTER = "torchscript"
@@ -100,13 +110,25 @@ class OutputCheck:
 class TorchExport:
     """The result of :func:`torch_to_onnx`."""
 
-    model: onnx.ModelProto  # simplified (when asked) and checked
+    split: SplitModel  # the ONNX model (weights as arrays, see onnx2caffe/onnx_io.py), simplified and checked
     exporter: str
     opset: int
     input_shapes: list[tuple[int, ...]]
     checks: list[OutputCheck] = field(default_factory=list)
     simplified: bool = False
     warnings: list[str] = field(default_factory=list)
+    # the check's seeded inputs (by ONNX input name) and onnxruntime's outputs on them (None unchecked):
+    # `convert` re-uses them as its reference instead of running onnxruntime again
+    inputs: dict[str, np.ndarray] = field(default_factory=dict)
+    onnx_outputs: dict[str, np.ndarray] | None = None
+
+    @property
+    def model(self) -> onnx.ModelProto:
+        """The whole ModelProto (built on first use: a copy of the weights)."""
+        proto = self.__dict__.get("_model")
+        if proto is None:
+            proto = self.__dict__["_model"] = self.split.to_proto()
+        return proto
 
     @property
     def report(self) -> list[dict[str, Any]]:
@@ -570,6 +592,38 @@ def export_onnx(
 
     Raises ExportError when the exporter fails or writes another opset than asked.
     """
+    exported = export_split(model, input_shapes, exporter, opset, input_names, output_names, example_inputs)
+    return exported.split.to_proto(), exported.warnings
+
+
+@dataclass
+class Exported:
+    """What :func:`export_split` returns."""
+
+    split: SplitModel
+    warnings: list[str]
+    torch_outputs: list[np.ndarray]  # PyTorch's outputs on the example inputs, flattened
+
+
+def export_split(
+    model: Any,
+    input_shapes: Any,
+    exporter: str | None = None,
+    opset: int | None = None,
+    input_names: Sequence[str] | None = None,
+    output_names: Sequence[str] | None = None,
+    example_inputs: Sequence[np.ndarray] | None = None,
+    folder: str | None = None,
+) -> Exported:
+    """Export ``model`` (eval mode) with static ``input_shapes`` as a SplitModel, with PyTorch's outputs on
+    ``example_inputs`` (for the check). The TorchScript exporter's output is kept in memory; ``folder``: where
+    the dynamo exporter's temporary file goes (default: the system's temporary folder).
+
+    PyTorch runs the model once: the TorchScript exporter traces an nn.Module by running it, and a forward
+    hook keeps the outputs of that run (the outputs are named once their number is known); the dynamo
+    exporter and TorchScript models are run once before export. Raises ExportError when the exporter fails
+    or writes another opset than asked.
+    """
     import torch
 
     exporter, opset = resolve_exporter_and_opset(exporter, opset)
@@ -580,81 +634,187 @@ def export_onnx(
     args = tuple(torch.from_numpy(np.ascontiguousarray(x)) for x in example_inputs)
     if input_names is None:
         input_names = _default_names("input", len(shapes))
-    if output_names is None:
-        n_out = len(_flatten_outputs(_run_model(model, args, shapes)))
-        output_names = _default_names("output", n_out)
-    if exporter == "dynamo" and isinstance(model, (torch.jit.ScriptModule, torch.jit.ScriptFunction)):
+    is_script = isinstance(model, (torch.jit.ScriptModule, torch.jit.ScriptFunction))
+    if exporter == "dynamo" and is_script:
         raise ExportError("a TorchScript model can only be exported with --exporter torchscript")
+    traced = exporter == "torchscript" and isinstance(model, torch.nn.Module) and not is_script
+    torch_outputs = None
+    if not traced:
+        torch_outputs = _to_numpy(_run_model(model, args, shapes))
+        if output_names is None:
+            output_names = _default_names("output", len(torch_outputs))
+
+    names = list(output_names) if output_names is not None else None
+    if exporter == "torchscript":  # it writes the serialized model with one write(): kept in memory
+        out = CapturedBytes()
+        captured, kept, log = _run_exporter(model, args, out, exporter, opset, input_names, names, traced)
+        if traced:
+            if len(captured) != 1:  # the hook did not see one whole forward: run the model ourselves
+                torch_outputs = _to_numpy(_run_model(model, args, shapes))
+            else:
+                torch_outputs = _to_numpy(captured[0])
+            captured.clear()
+        split = _split_export(out, exporter)
+        if names is None and not _name_outputs(split.skeleton, _default_names("output", len(torch_outputs))):
+            # an output the exporter must name itself (an input or a repeated tensor): export again, named
+            names = _default_names("output", len(torch_outputs))
+            out = CapturedBytes()
+            _, kept, log = _run_exporter(model, args, out, exporter, opset, input_names, names, False)
+            split = _split_export(out, exporter)
+    else:  # the dynamo exporter writes a file
+        with tempfile.TemporaryDirectory(prefix=".onnx2caffe-export-", dir=folder) as tmp:
+            path = os.path.join(tmp, "model.onnx")
+            _, kept, log = _run_exporter(model, args, path, exporter, opset, input_names, names, False)
+            split = _read_export(path, tmp, exporter)
+    written = onnx_opset(split.skeleton)
+    if written != opset:
+        failure = [line for line in log.splitlines() if "fail" in line.lower() or "error" in line.lower()]
+        detail = f": {_one_line(failure[-1], 200)}" if failure else ""
+        raise ExportError(
+            f"the {exporter} exporter wrote opset {written} instead of the requested {opset}{detail}"
+        )
+    return Exported(split, kept, torch_outputs)
+
+
+def _to_numpy(out: Any) -> list[np.ndarray]:
+    return [t.detach().cpu().numpy() for t in _flatten_outputs(out)]
+
+
+def _run_exporter(model, args, path, exporter, opset, input_names, output_names, capture):
+    """torch.onnx.export into `path` (a file name or a file object); (outputs captured from the traced
+    forward, warnings to show, log)."""
+    import torch
 
     log = io.StringIO()
-    with tempfile.TemporaryDirectory(prefix="onnx2caffe-export-") as tmp:
-        path = os.path.join(tmp, "model.onnx")
-        try:
-            # no_grad only for dynamo: under no_grad nn.MultiheadAttention takes its fused fast path,
-            # which the TorchScript exporter cannot export (aten::_native_multi_head_attention)
-            grad_ctx = torch.no_grad() if exporter == "dynamo" else contextlib.nullcontext()
-            with _quiet_exporter(log) as caught, grad_ctx:
-                if exporter == "dynamo":
-                    torch.onnx.export(
-                        model,
-                        args,
-                        path,
-                        dynamo=True,
-                        opset_version=opset,
-                        external_data=False,
-                        input_names=list(input_names),
-                        output_names=list(output_names),
-                        verbose=False,
-                    )
-                else:
-                    torch.onnx.export(
-                        model,
-                        args,
-                        path,
-                        dynamo=False,
-                        opset_version=opset,
-                        input_names=list(input_names),
-                        output_names=list(output_names),
-                        do_constant_folding=True,
-                    )
-        except Onnx2CaffeError:
-            raise
-        except Exception as err:
+    captured: list[Any] = []
+    handle = None
+    if capture:
+        handle = model.register_forward_hook(lambda module, inputs, output: captured.append(output))
+    try:
+        # no_grad only for dynamo: under no_grad nn.MultiheadAttention takes its fused fast path,
+        # which the TorchScript exporter cannot export (aten::_native_multi_head_attention)
+        grad_ctx = torch.no_grad() if exporter == "dynamo" else contextlib.nullcontext()
+        with _quiet_exporter(log) as caught, grad_ctx:
+            if exporter == "dynamo":
+                torch.onnx.export(
+                    model,
+                    args,
+                    path,
+                    dynamo=True,
+                    opset_version=opset,
+                    external_data=False,
+                    input_names=list(input_names),
+                    output_names=output_names,
+                    verbose=False,
+                )
+            else:
+                torch.onnx.export(
+                    model,
+                    args,
+                    path,
+                    dynamo=False,
+                    opset_version=opset,
+                    input_names=list(input_names),
+                    output_names=output_names,
+                    do_constant_folding=True,
+                )
+    except Onnx2CaffeError:
+        raise
+    except Exception as err:
+        if capture and not captured:  # the forward itself failed: say so as a run of the model would
+            shapes = ", ".join("x".join(str(d) for d in a.shape) for a in args)
             raise ExportError(
-                f"the {exporter} exporter failed: {type(err).__name__}: {_one_line(err)}"
+                f"{_model_label(model)} cannot run on input shape {shapes}: {type(err).__name__}: {_one_line(err)}"
             ) from None
-        side_files = sorted(set(os.listdir(tmp)) - {"model.onnx"})
-        if side_files:
-            raise ExportError(
-                f"the {exporter} exporter wrote side files ({', '.join(side_files)}) next to the model"
-            )
-        try:
-            proto = onnx.load(path, load_external_data=False)
-        except Exception as err:
-            raise ExportError(
-                f"the {exporter} exporter wrote an unreadable model: {_one_line(err)}"
-            ) from None
+        raise ExportError(f"the {exporter} exporter failed: {type(err).__name__}: {_one_line(err)}") from None
+    finally:
+        if handle is not None:
+            handle.remove()
     kept = [
         f"{w.category.__name__}: {_one_line(w.message, 200)}"
         for w in caught
         if not issubclass(w.category, (DeprecationWarning, FutureWarning))
         and "legacy TorchScript-based ONNX export" not in str(w.message)
     ]
+    return captured, kept, log.getvalue()
+
+
+def _split_export(out: CapturedBytes, exporter: str) -> SplitModel:
+    """The model the exporter wrote into `out` as a SplitModel (its weights copied into arrays once)."""
+    from onnx2caffe.onnx_io import split_bytes
+
+    data = out.getvalue()
+    out.parts.clear()
+    if not data:
+        raise ExportError(f"the {exporter} exporter wrote nothing")
+    try:
+        split = split_bytes(data)
+        if split is None:
+            split = SplitModel.from_proto(onnx.load_from_string(data))
+    except Exception as err:
+        raise ExportError(f"the {exporter} exporter wrote an unreadable model: {_one_line(err)}") from None
+    del data
+    _refuse_external(split, exporter)
+    return split
+
+
+def _refuse_external(split: SplitModel, exporter: str) -> None:
     if any(
         t.HasField("data_location") and t.data_location == onnx.TensorProto.EXTERNAL
-        for t in proto.graph.initializer
+        for t in split.skeleton.graph.initializer
     ):
         raise ExportError(f"the {exporter} exporter left weights outside the model file")
-    written = onnx_opset(proto)
-    if written != opset:
-        failure = [
-            line for line in log.getvalue().splitlines() if "fail" in line.lower() or "error" in line.lower()
-        ]
-        detail = f": {_one_line(failure[-1], 200)}" if failure else ""
+
+
+def _read_export(path: str, folder: str, exporter: str) -> SplitModel:
+    """The exporter's file as a SplitModel (its weights read straight into arrays)."""
+    from onnx2caffe.onnx_io import read_split
+
+    side_files = sorted(set(os.listdir(folder)) - {"model.onnx"})
+    if side_files:
         raise ExportError(
-            f"the {exporter} exporter wrote opset {written} instead of the requested {opset}{detail}"
+            f"the {exporter} exporter wrote side files ({', '.join(side_files)}) next to the model"
         )
-    return proto, kept
+    try:
+        split = read_split(path)
+        if split is None:
+            split = SplitModel.from_proto(onnx.load(path, load_external_data=False))
+    except Exception as err:
+        raise ExportError(f"the {exporter} exporter wrote an unreadable model: {_one_line(err)}") from None
+    _refuse_external(split, exporter)
+    return split
+
+
+def _name_outputs(model: onnx.ModelProto, names: Sequence[str]) -> bool:
+    """Rename the graph outputs of an export made without output names to `names` (in place), as the
+    exporter would have named them; False (nothing changed) where the exporter does more than rename: an
+    output that is a graph input or an initializer, a tensor returned twice, or a name already in use."""
+    g = model.graph
+    current = [o.name for o in g.output]
+    if len(current) != len(names) or len(set(current)) != len(current):
+        return len(current) == len(names) and current == list(names)
+    mapping = {old: new for old, new in zip(current, names, strict=True) if old != new}
+    if not mapping:
+        return True
+    used = {vi.name for vi in g.input} | {t.name for t in g.initializer}
+    if used & set(mapping):
+        return False
+    for n in g.node:
+        used.update(n.input)
+        used.update(n.output)
+    if (used - set(mapping)) & set(mapping.values()):
+        return False
+    for n in g.node:
+        for k, t in enumerate(n.output):
+            if t in mapping:
+                n.output[k] = mapping[t]
+        for k, t in enumerate(n.input):
+            if t in mapping:
+                n.input[k] = mapping[t]
+    for vi in list(g.output) + list(g.value_info):
+        if vi.name in mapping:
+            vi.name = mapping[vi.name]
+    return True
 
 
 def onnx_opset(model: onnx.ModelProto) -> int:
@@ -667,19 +827,19 @@ def onnx_opset(model: onnx.ModelProto) -> int:
 
 def simplify(model: onnx.ModelProto) -> onnx.ModelProto:
     """Run onnx-simplifier; ExportError if it fails or reports its own check failed."""
+    return simplify_split(SplitModel.from_proto(model)).to_proto()
+
+
+def simplify_split(model: SplitModel) -> SplitModel:
+    """Run onnx-simplifier on a SplitModel with its layer weights kept out of it (onnx2caffe/simplify.py);
+    ExportError if it fails or reports its own check failed."""
+    from onnx2caffe.simplify import SimplifyError
+    from onnx2caffe.simplify import simplify_split as run
+
     try:
-        import onnxsim
-    except ImportError:
-        raise ExportError("onnx-simplifier is not installed: pip install onnxsim") from None
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            simplified, ok = onnxsim.simplify(model)
-    except Exception as err:
-        raise ExportError(f"onnx-simplifier failed: {type(err).__name__}: {_one_line(err)}") from None
-    if not ok:
-        raise ExportError("onnx-simplifier's check of the simplified model failed")
-    return simplified
+        return run(model)
+    except SimplifyError as err:
+        raise ExportError(str(err)) from None
 
 
 def _metrics(name: str, ref: np.ndarray, got: np.ndarray, max_rel: float) -> OutputCheck:
@@ -700,7 +860,7 @@ def _metrics(name: str, ref: np.ndarray, got: np.ndarray, max_rel: float) -> Out
 
 def check_against_torch(
     torch_model: Any,
-    onnx_model: onnx.ModelProto,
+    onnx_model: onnx.ModelProto | SplitModel,
     inputs: Sequence[np.ndarray],
     max_rel: float = CHECK_MAX_REL,
 ) -> list[OutputCheck]:
@@ -708,26 +868,35 @@ def check_against_torch(
 
     Raises ToleranceError naming the worst output when any disagrees beyond ``max_rel``.
     """
-    import onnxruntime as ort
     import torch
 
     shapes = [tuple(x.shape) for x in inputs]
-    outs_torch = _run_model(torch_model, tuple(torch.from_numpy(x) for x in inputs), shapes)
-    ref = [t.detach().cpu().numpy() for t in _flatten_outputs(outs_torch)]
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    try:
-        sess = ort.InferenceSession(onnx_model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-    except Exception as err:
-        raise ExportError(f"onnxruntime cannot load the exported model: {_one_line(err)}") from None
-    feeds_meta = sess.get_inputs()
-    if len(feeds_meta) != len(inputs):
+    ref = _to_numpy(_run_model(torch_model, tuple(torch.from_numpy(x) for x in inputs), shapes))
+    split = onnx_model if isinstance(onnx_model, SplitModel) else SplitModel.from_proto(onnx_model)
+    return check_outputs(ref, split, inputs, max_rel)[0]
+
+
+def check_outputs(
+    ref: Sequence[np.ndarray],
+    model: SplitModel,
+    inputs: Sequence[np.ndarray],
+    max_rel: float = CHECK_MAX_REL,
+) -> tuple[list[OutputCheck], dict[str, np.ndarray]]:
+    """Run ``model`` with onnxruntime on ``inputs`` and compare each output with PyTorch's (``ref``, in
+    order). Returns (per-output agreement, onnxruntime's outputs by name); raises ToleranceError naming the
+    worst output when any disagrees beyond ``max_rel``."""
+    from onnx2caffe.onnx_io import graph_inputs, run_onnxruntime
+
+    names_in = graph_inputs(model.skeleton)
+    if len(names_in) != len(inputs):
         raise ExportError(
-            f"the exported model has {len(feeds_meta)} inputs but {len(inputs)} input shapes were given "
+            f"the exported model has {len(names_in)} inputs but {len(inputs)} input shapes were given "
             "(an input the model does not use is dropped by the exporter)"
         )
-    outs = sess.run(None, {m.name: x for m, x in zip(feeds_meta, inputs, strict=True)})
-    names = [o.name for o in sess.get_outputs()]
+    try:
+        names, outs = run_onnxruntime(model, dict(zip(names_in, inputs, strict=True)))
+    except Exception as err:
+        raise ExportError(f"onnxruntime cannot run the exported model: {_one_line(err)}") from None
     if len(outs) != len(ref):
         raise ExportError(f"the exported model has {len(outs)} outputs, PyTorch's model {len(ref)}")
     checks = []
@@ -744,7 +913,7 @@ def check_against_torch(
             f"the exported ONNX model disagrees with PyTorch on output {worst.output}: max_rel {worst.max_rel:.3g} "
             f"> {max_rel:g} (max_abs {worst.max_abs:.3g}, cosine {worst.cosine:.8f})"
         )
-    return checks
+    return checks, dict(zip(names, outs, strict=True))
 
 
 def torch_to_onnx(
@@ -758,16 +927,31 @@ def torch_to_onnx(
     input_names: Sequence[str] | None = None,
     output_names: Sequence[str] | None = None,
     max_rel: float = CHECK_MAX_REL,
+    folder: str | None = None,
 ) -> TorchExport:
-    """Export, simplify and check an nn.Module (see the module docstring). Nothing is written to disk."""
+    """Export, simplify and check an nn.Module (see the module docstring). Nothing is written to disk but
+    the dynamo exporter's temporary file (in ``folder``, default the system's temporary folder)."""
     exporter, opset = resolve_exporter_and_opset(exporter, opset)
     shapes = _normalise_shapes(input_shapes)
     model.eval()
     inputs = random_inputs(shapes, seed)
-    proto, warns = export_onnx(
-        model, shapes, exporter, opset, input_names, output_names, example_inputs=inputs
-    )
+    with progress.step(f"export ({exporter})"):
+        exported = export_split(
+            model, shapes, exporter, opset, input_names, output_names, example_inputs=inputs, folder=folder
+        )
+    split = exported.split
     if do_simplify:
-        proto = simplify(proto)
-    checks = check_against_torch(model, proto, inputs, max_rel) if check else []
-    return TorchExport(proto, exporter, opset, shapes, checks, simplified=do_simplify, warnings=warns)
+        with progress.step("simplify"):
+            split = simplify_split(split)
+    checks: list[OutputCheck] = []
+    onnx_outputs = None
+    if check:
+        with progress.step("check against PyTorch"):
+            checks, onnx_outputs = check_outputs(exported.torch_outputs, split, inputs, max_rel)
+    from onnx2caffe.onnx_io import graph_inputs
+
+    feeds = dict(zip(graph_inputs(split.skeleton), inputs, strict=False))
+    return TorchExport(
+        split, exporter, opset, shapes, checks, simplified=do_simplify, warnings=exported.warnings,
+        inputs=feeds, onnx_outputs=onnx_outputs,
+    )  # fmt: skip

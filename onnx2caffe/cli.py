@@ -4,7 +4,8 @@ Each subcommand is a module `onnx2caffe/cli_<name>.py` defining HELP (one line),
 `add_arguments(parser)` and `run(args) -> int`; it is found by its file name, so adding a subcommand needs no
 edit here. Those modules must import only light things at top level (heavy imports go inside run()).
 Every Onnx2CaffeError becomes one line `onnx2caffe: error: ...` on stderr and exit code `err.exit_code`; so
-does a MemoryError (exit code 2).
+does a MemoryError (exit code 2). Progress lines (onnx2caffe/progress.py) are reported on stderr as the
+command's --quiet / --progress say (default: on a terminal, for runs longer than a few seconds).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import signal
 import sys
 import threading
 
-from . import __version__
+from . import __version__, progress
 from .errors import Onnx2CaffeError
 
 # subcommands listed first in --help, in this order; others follow alphabetically
@@ -68,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     # SIGTERM unwinds like Ctrl-C, so atomic writes remove their temp files (restored afterwards)
     old_term = signal.signal(signal.SIGTERM, signal.default_int_handler) if _main_thread() else None
     try:
-        return int(args._run(args) or 0)
+        with progress.reporting(progress.mode_from_args(args)):
+            return int(args._run(args) or 0)
     except Onnx2CaffeError as err:
         print(f"onnx2caffe: error: {err}", file=sys.stderr)
         return err.exit_code

@@ -65,6 +65,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--min-cosine", type=float, default=None, help="tolerance on cosine (default 0.99999)"
     )
     parser.add_argument("--html", metavar="FILE", default=None, help="also write an HTML report page")
+    from onnx2caffe import progress
+
+    progress.add_arguments(parser)
     group = parser.add_argument_group(
         "one step from PyTorch (as `onnx2caffe export`); --input-shape also fixes an ONNX file's dynamic inputs"
     )
@@ -108,7 +111,8 @@ def run(args: argparse.Namespace) -> int:
         from onnx2caffe.report.html import check_destination
 
         check_destination(args.html)
-    model = args.model
+    model = page_model = args.model
+    reference = None
     if _is_pytorch_model(args):
         from onnx2caffe.cli_export import run_export
         from onnx2caffe.errors import InputFileError
@@ -117,7 +121,14 @@ def run(args: argparse.Namespace) -> int:
             raise InputFileError(
                 f"{args.model}: a PyTorch model needs --input-shape, e.g. --input-shape 1,3,224,224"
             )
-        model = run_export(args, args.output + ".onnx")
+        exported = run_export(args, args.output + ".onnx")
+        # the model just written, as the export holds it (no re-reading), with the check's onnxruntime
+        # outputs as the reference (the same model, the same seeded input)
+        model = exported.split
+        model.source = page_model = exported.path
+        if exported.onnx_outputs is not None:
+            reference = (exported.inputs, exported.onnx_outputs)
+        del exported
         input_shapes = None
     else:
         _refuse_export_options(args)
@@ -138,19 +149,20 @@ def run(args: argparse.Namespace) -> int:
             max_rel=DEFAULT_MAX_REL if args.max_rel is None else args.max_rel,
             min_cosine=DEFAULT_MIN_COSINE if args.min_cosine is None else args.min_cosine,
             input_shapes=input_shapes,
+            reference=reference,
         )
     except ToleranceError as err:
         result = getattr(err, "result", None)
         if result is not None:
             _print_result(result, args, format_report)
-            _write_html(args, model, result, err)
+            _write_html(args, page_model, result, err)
         raise
     except ConversionError as err:
         if getattr(err, "errors", None):  # refused nodes: the page lists them
-            _write_html(args, model, None, err)
+            _write_html(args, page_model, None, err)
         raise
     _print_result(result, args, format_report)
-    _write_html(args, model, result, None)
+    _write_html(args, page_model, result, None)
     return 0
 
 
@@ -177,6 +189,7 @@ def _refuse_export_options(args: argparse.Namespace) -> None:
             ("--weights", args.weights),
             ("--unsafe-load", args.unsafe_load or None),
             ("--model-arg", args.model_args or None),
+            ("--no-simplify", args.no_simplify or None),
         )
         if value is not None
     ]

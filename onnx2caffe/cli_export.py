@@ -18,6 +18,12 @@ Export a PyTorch model to ONNX with fixed input shapes, simplify it with onnx-si
 simplified graph against PyTorch with onnxruntime on a seeded random input (max relative error 1e-4).
 The .onnx file holds its weights inline and is written only when the check passes.
 
+--no-simplify writes the graph as the exporter made it: its Identity and Constant nodes, shape computations
+and (dynamo) unfused BatchNormalization stay; `convert` folds some of them itself, but the Caffe model can
+get more layers, or nodes that only simplification would have removed are refused.
+--no-check skips the comparison with PyTorch: an exporter mistake then goes unnoticed (`convert` compares
+Caffe with the ONNX graph, never with PyTorch). The check costs one onnxruntime run of the model.
+
 MODEL is one of:
   torchvision:NAME         a torchvision model, randomly initialised (weights=None), e.g. torchvision:resnet18
   timm:NAME                a timm model, randomly initialised (timm.create_model(NAME, pretrained=False); never
@@ -71,6 +77,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_export_options(parser, required=True)
     parser.add_argument("-o", "--output", required=True, metavar="OUT.onnx", help="the ONNX file to write")
+    parser.add_argument(
+        "--no-check",
+        action="store_true",
+        help="do not compare the ONNX graph with PyTorch (an exporter mistake then goes unnoticed)",
+    )
+    from onnx2caffe import progress
+
+    progress.add_arguments(parser)
 
 
 def add_export_options(parser: argparse.ArgumentParser, required: bool) -> None:
@@ -116,6 +130,11 @@ def add_export_options(parser: argparse.ArgumentParser, required: bool) -> None:
         default=[],
         help="keyword argument for the model builder, e.g. aux_logits=False; repeatable",
     )
+    parser.add_argument(
+        "--no-simplify",
+        action="store_true",
+        help="keep the graph as the exporter wrote it (no onnx-simplifier; see the description)",
+    )
     if required:  # `convert` has its own --seed
         parser.add_argument(
             "--seed", type=int, default=0, help="seed of the random input used for the check (default 0)"
@@ -124,12 +143,13 @@ def add_export_options(parser: argparse.ArgumentParser, required: bool) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the export; prints the check. Errors propagate as Onnx2CaffeError (one-line messages)."""
-    run_export(args, args.output)
+    run_export(args, args.output, check=not args.no_check)
     return 0
 
 
-def run_export(args: argparse.Namespace, output: str) -> str:
-    """Export args.model to `output` with the export options in `args`; prints the check; returns the path."""
+def run_export(args: argparse.Namespace, output: str, check: bool = True):
+    """Export args.model to `output` with the export options in `args`; prints the check; returns the
+    ExportResult (see onnx2caffe/export.py)."""
     from onnx2caffe.export import export
     from onnx2caffe.exporters.torch_export import ExportError
 
@@ -148,16 +168,22 @@ def run_export(args: argparse.Namespace, output: str) -> str:
         unsafe_load=args.unsafe_load,
         model_kwargs=dict(args.model_args),
         seed=args.seed,
+        simplify=not args.no_simplify,
+        check=check,
     )
     for w in result.warnings:
         print(f"warning: {w}", file=sys.stderr)
     shapes = " ".join(",".join(map(str, s)) for s in result.input_shapes)
+    simplified = "" if not args.no_simplify else ", not simplified"
     print(
-        f"exported {args.model} ({result.exporter} exporter, opset {result.opset}, input {shapes}) -> {result.path}"
+        f"exported {args.model} ({result.exporter} exporter, opset {result.opset}, input {shapes}{simplified}) "
+        f"-> {result.path}"
     )
     for r in result.report:
         print(
             f"  check vs PyTorch (onnxruntime, seed {args.seed}) {r['output']}: max_abs {r['max_abs']:.3g}  "
             f"max_rel {r['max_rel']:.3g}  cosine {r['cosine']:.8f}"
         )
-    return result.path
+    if not check:
+        print("  not checked against PyTorch (--no-check)")
+    return result

@@ -70,6 +70,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of the table")
     parser.add_argument("--html", metavar="FILE", default=None, help="also write an HTML report page")
+    from onnx2caffe import progress
+
+    progress.add_arguments(parser)  # progress goes to stderr: stdout stays the report or the JSON document
     parser.add_argument(
         "--caffe-root", metavar="DIR", default=None, help="Caffe built by `make caffe` (default: see README)"
     )

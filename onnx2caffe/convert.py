@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from . import limits, origins
+from . import limits, origins, progress
 from .compare import DEFAULT_MAX_REL, DEFAULT_MIN_COSINE, compare_outputs
 from .errors import (
     ConversionError,
@@ -40,6 +40,7 @@ from .errors import (
     ToleranceError,
 )
 from .onnx_graph import OnnxGraph
+from .onnx_io import SplitModel
 from .registry import MapContext, NodeView, UnsupportedNodeError, lookup, mappers_for
 
 
@@ -257,20 +258,26 @@ def random_inputs(graph: OnnxGraph, seed: int = 0) -> dict[str, np.ndarray]:
 
 
 def reference_outputs(
-    model_bytes: bytes | str | os.PathLike, inputs: dict[str, np.ndarray], outputs: Sequence[str]
+    model_bytes: bytes | str | os.PathLike | SplitModel, inputs: dict[str, np.ndarray], outputs: Sequence[str]
 ) -> dict:
-    """Run the ONNX model (serialized bytes, or the path of an .onnx file: onnxruntime then reads the file
-    and its external data itself, with no serialized copy held here) on `inputs` with onnxruntime."""
+    """Run the ONNX model (a SplitModel, serialized bytes, or the path of an .onnx file: onnxruntime then
+    reads the file and its external data itself) on `inputs` with onnxruntime, on its unoptimised graph
+    (ORT's fusions change rounding). A SplitModel's weights are fed to onnxruntime as inputs: the session
+    holds no copy of them (onnx_io.run_onnxruntime)."""
     import onnxruntime as ort
 
-    if isinstance(model_bytes, os.PathLike):
-        model_bytes = os.fspath(model_bytes)
+    from .onnx_io import run_onnxruntime
 
-    opts = ort.SessionOptions()
-    # the unoptimised graph is the reference: ORT's fusions change rounding
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    opts.log_severity_level = 3
     try:
+        if isinstance(model_bytes, SplitModel):
+            _, res = run_onnxruntime(model_bytes, inputs, list(outputs))
+            return dict(zip(outputs, res, strict=True))
+        if isinstance(model_bytes, os.PathLike):
+            model_bytes = os.fspath(model_bytes)
+        opts = ort.SessionOptions()
+        # the unoptimised graph is the reference: ORT's fusions change rounding
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        opts.log_severity_level = 3
         sess = ort.InferenceSession(model_bytes, opts, providers=["CPUExecutionProvider"])
         res = sess.run(list(outputs), inputs)
     except Exception as exc:
@@ -279,20 +286,18 @@ def reference_outputs(
     return dict(zip(outputs, res, strict=True))
 
 
-def _reference_model(model, renamed: bool) -> bytes | str:
-    """The model as given (before fixing input shapes and before the passes) for onnxruntime: a file's path
-    (onnxruntime reads it and its external data itself: no serialized copy here), else the serialized proto;
-    re-read with unique node names when its nodes had to be named (onnxruntime refuses empty or repeated
-    ones). A model with dynamic inputs is run as it is, on the fixed shapes' input."""
-    from .onnx_graph import load_model, name_nodes
+def _reference_model(split: SplitModel, renamed: bool) -> SplitModel:
+    """The model as given (before fixing input shapes and before the passes), sharing its arrays, for
+    onnxruntime; with unique node names when its nodes had to be named (onnxruntime refuses empty or
+    repeated ones). A model with dynamic inputs is run as it is, on the fixed shapes' input."""
+    from .onnx_graph import name_nodes
 
-    if renamed:
-        proto, _ = load_model(model)
-        name_nodes(proto)
-        return proto.SerializeToString()
-    if isinstance(model, (str, os.PathLike)):
-        return os.fspath(model)
-    return model.SerializeToString()
+    if not renamed:
+        return split
+    skeleton = onnx.ModelProto()
+    skeleton.CopyFrom(split.skeleton)  # weight-free: small
+    name_nodes(skeleton)
+    return SplitModel(skeleton, split.weights, split.source)
 
 
 @contextlib.contextmanager
@@ -322,31 +327,33 @@ def _needs_names(model: onnx.ModelProto) -> bool:
     return not all(names) or len(set(names)) != len(names)
 
 
-def load_with_shapes(model, input_shapes) -> tuple[OnnxGraph, bytes | str]:
-    """The graph to convert and the reference model for onnxruntime. With `input_shapes` (see
-    onnx_graph.fix_input_shapes), the given dimensions are written into the model's inputs, then
-    onnx-simplifier folds what they fixed (the Shape/Gather/Reshape chains of a dynamic export), as
-    `onnx2caffe export` does; the reference stays the model as given (onnxruntime runs it on the fixed
-    shapes), so the check also covers the fixing and the simplification."""
-    from .onnx_graph import fix_input_shapes, load_model
+def load_with_shapes(model, input_shapes) -> tuple[OnnxGraph, SplitModel]:
+    """The graph to convert and the reference model for onnxruntime (sharing the graph's arrays: the weights
+    are held once). With `input_shapes` (see onnx_graph.fix_input_shapes), the given dimensions are written
+    into the model's inputs, then onnx-simplifier folds what they fixed (the Shape/Gather/Reshape chains of a
+    dynamic export), as `onnx2caffe export` does; the reference stays the model as given (onnxruntime runs it
+    on the fixed shapes), so the check also covers the fixing and the simplification."""
+    from .onnx_graph import fix_input_shapes, load_split
 
+    split, source = load_split(model)
     if not input_shapes:
-        # detach_weights: the weights are held once (as arrays), not also in the ModelProto
-        graph = OnnxGraph.load(model, detach_weights=True)
-        return graph, _reference_model(model, graph.renamed_nodes)
-    proto, source = load_model(model)
-    renamed = _needs_names(proto)
-    if fix_input_shapes(proto, input_shapes, source):
-        from .exporters.torch_export import ExportError, simplify
+        graph = OnnxGraph.load(split, detach_weights=True, source=source)
+        return graph, _reference_model(split, graph.renamed_nodes)
+    renamed = _needs_names(split.skeleton)
+    fixed = onnx.ModelProto()
+    fixed.CopyFrom(split.skeleton)  # weight-free: small
+    work = SplitModel(fixed, split.weights, split.source)
+    if fix_input_shapes(fixed, input_shapes, source):
+        from .exporters.torch_export import ExportError, simplify_split
 
         # onnx-simplifier fails on what onnxruntime cannot run (custom ops, ...): the fixed model is then
         # converted as it is (the fold_constants pass folds the shape computations the fixed input makes
         # static), so the refusal names the nodes that have no Caffe form rather than the simplifier
-        with contextlib.suppress(ExportError), _quiet_output():
-            proto = simplify(proto)
-    graph = OnnxGraph.load(proto, detach_weights=True, source=source)
-    del proto
-    return graph, _reference_model(model, renamed)
+        with progress.step("simplify"), contextlib.suppress(ExportError), _quiet_output():
+            work = simplify_split(work)
+    graph = OnnxGraph.load(work, detach_weights=True, source=source)
+    del work, fixed
+    return graph, _reference_model(split, renamed)
 
 
 def runtime_objects(runtimes, caffe_root):
@@ -377,7 +384,7 @@ def runtime_objects(runtimes, caffe_root):
 
 
 def convert(
-    model: str | os.PathLike | onnx.ModelProto,
+    model: str | os.PathLike | onnx.ModelProto | SplitModel,
     output_prefix: str | os.PathLike | None,
     runtimes: Sequence[Any] | None = None,
     check: bool = True,
@@ -387,12 +394,16 @@ def convert(
     min_cosine: float = DEFAULT_MIN_COSINE,
     passes: Sequence[str] | None = None,
     input_shapes: Sequence[Sequence[int]] | dict[str, Sequence[int]] | None = None,
+    reference: tuple[dict[str, np.ndarray], dict[str, np.ndarray]] | None = None,
 ) -> ConversionResult:
-    """Convert an ONNX model (file or ModelProto) to Caffe, write `output_prefix`.prototxt/.caffemodel/.names.json
-    (nothing written when output_prefix is None) and, with check=True, compare every graph output of each
-    runtime (names or runtime objects; None = every available one) with onnxruntime on a seeded random input.
+    """Convert an ONNX model (file, ModelProto or SplitModel) to Caffe, write
+    `output_prefix`.prototxt/.caffemodel/.names.json (nothing written when output_prefix is None) and, with
+    check=True, compare every graph output of each runtime (names or runtime objects; None = every available
+    one) with onnxruntime on a seeded random input.
     input_shapes: static shapes for the model's inputs (one per input in order, or by name), which fix its
     dynamic dimensions (see load_with_shapes).
+    reference: (inputs, outputs) onnxruntime already computed for this very model (by ONNX name; `export`'s
+    check): used as the reference when they are the inputs the check draws, instead of running it again.
     Raises ToleranceError (with `.result`) when an output is outside max_rel / min_cosine. Once the files are
     written, an error of the check (or running out of memory) says which files exist and that they are
     unverified; everything refused before that leaves nothing written."""
@@ -400,7 +411,7 @@ def convert(
     try:
         return _convert(
             model, output_prefix, runtimes, check, seed, caffe_root, max_rel, min_cosine, passes, input_shapes,
-            written,
+            reference, written,
         )  # fmt: skip
     except Onnx2CaffeError as err:
         if written:
@@ -419,9 +430,23 @@ def _unverified(paths: Sequence[str]) -> str:
     return f"{', '.join(paths)} are written but UNVERIFIED (kept for inspection with `onnx2caffe verify`)"
 
 
+def _reuse_reference(reference, feeds: dict[str, np.ndarray], outputs: Sequence[str]) -> dict | None:
+    """The given (inputs, outputs) of onnxruntime when they were computed on exactly `feeds`, else None."""
+    if reference is None:
+        return None
+    given_in, given_out = reference
+    if given_out is None or set(given_in) != set(feeds) or any(o not in given_out for o in outputs):
+        return None
+    for name, x in feeds.items():
+        y = given_in[name]
+        if x.dtype != y.dtype or x.shape != y.shape or not np.array_equal(x, y):
+            return None
+    return {o: given_out[o] for o in outputs}
+
+
 def _convert(
     model, output_prefix, runtimes, check, seed, caffe_root, max_rel, min_cosine, passes, input_shapes,
-    written: list[str],
+    reference_hint, written: list[str],
 ) -> ConversionResult:  # fmt: skip
     from .errors import OutputFileError
     from .passes import run_passes
@@ -430,13 +455,14 @@ def _convert(
         raise OutputFileError(
             f"output prefix {os.fspath(output_prefix)!r} has no file name part, e.g. out/model"
         )
-    graph, reference = load_with_shapes(model, input_shapes)
+    with progress.step("load ONNX"):
+        graph, reference = load_with_shapes(model, input_shapes)
     limits.check_tensor_sizes(graph)
     before = origins.snapshot(graph.graph.node)
     weights = sum(int(v.nbytes) for v in graph.constants.values())
     budget = limits.CAFFEMODEL_LIMIT + limits.CONST_COPIES * weights + limits.NODE_SLACK
     try:
-        with limits.address_space_budget(budget):
+        with limits.address_space_budget(budget), progress.step("graph passes"):
             applied = run_passes(graph, passes)
     except MemoryError as exc:
         raise ResourceError(
@@ -447,7 +473,8 @@ def _convert(
     prefix = os.fspath(output_prefix) if output_prefix is not None else None
     net_name = os.path.basename(prefix) if prefix else None
     layer_nodes: dict[str, str] = {}
-    net, name_map = build_net(graph, net_name, layer_nodes)
+    with progress.step("map to Caffe layers"):
+        net, name_map = build_net(graph, net_name, layer_nodes)
     result = ConversionResult(
         net=net,
         report=[],
@@ -464,15 +491,20 @@ def _convert(
         caffe_bytes = sum(int(np.size(b)) * 4 for layer in net.layers for b in layer.blobs)
         limits.check_fits(limits.estimate_check_memory(graph, caffe_bytes, names), graph.source)
     if prefix is not None:
-        result.prototxt, result.caffemodel, result.names_json = write_outputs(
-            net, name_map, prefix, model, result.layers
-        )
+        with progress.step("write Caffe files"):
+            result.prototxt, result.caffemodel, result.names_json = write_outputs(
+                net, name_map, prefix, model, result.layers
+            )
         result.layers_json = prefix + origins.SUFFIX
         written.extend([result.prototxt, result.caffemodel, result.names_json, result.layers_json])
     if not check:
         return result
     feeds = random_inputs(graph, seed)
-    refs = reference_outputs(reference, feeds, graph.outputs)
+    refs = _reuse_reference(reference_hint, feeds, graph.outputs)
+    if refs is None:
+        with progress.step("onnxruntime reference"):
+            refs = reference_outputs(reference, feeds, graph.outputs)
+    del reference
     caffe_feeds = {name_map[t]: v for t, v in feeds.items()}
     out_blobs = [name_map[o] for o in graph.outputs]
     with tempfile.TemporaryDirectory(prefix="onnx2caffe-") as tmp:
@@ -480,7 +512,8 @@ def _convert(
         if prefix is None:
             proto_path, model_path = net.save(os.path.join(tmp, "model"))
         auto = runtimes is None
-        rts = runtime_objects(runtimes, caffe_root)
+        with progress.step("start Caffe runtimes"):
+            rts = runtime_objects(runtimes, caffe_root)
         try:
             used_types = {layer.type for layer in net.layers}
             for rt, _ in rts:
@@ -493,8 +526,9 @@ def _convert(
                         )
                     result.skipped[rt.name] = why
                     continue
-                with rt.load(proto_path, model_path) as loaded:
-                    outs = loaded.run(caffe_feeds, outputs=out_blobs)
+                with progress.step(f"check on {rt.name}"):
+                    with rt.load(proto_path, model_path) as loaded:
+                        outs = loaded.run(caffe_feeds, outputs=out_blobs)
                 by_onnx = {o: outs.get(name_map[o]) for o in graph.outputs}
                 rows = compare_outputs(refs, by_onnx, rt.name, max_rel, min_cosine)
                 for row in rows:

@@ -4,6 +4,11 @@
 :func:`onnx2caffe.exporters.torch_export.load_model`), exports it with the torchscript (default) or dynamo
 exporter, simplifies it with onnx-simplifier, checks it against PyTorch with onnxruntime on a seeded random
 input, and only then writes ``output`` atomically. ``output`` is never one of the job's input files.
+
+The model travels as a SplitModel (onnx2caffe/onnx_io.py): the exporter's output becomes a small skeleton
+plus the weights copied once into arrays, onnx-simplifier and onnxruntime work without a copy of the layer
+weights, and the .onnx is written from those arrays (the same bytes as serializing the whole ModelProto).
+PyTorch's weights are released before the .onnx is written.
 """
 
 from __future__ import annotations
@@ -13,8 +18,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import onnx
 
+from onnx2caffe import progress
 from onnx2caffe.errors import OutputFileError
 from onnx2caffe.exporters.torch_export import (
     CHECK_MAX_REL,
@@ -23,13 +30,14 @@ from onnx2caffe.exporters.torch_export import (
     model_source_files,
     torch_to_onnx,
 )
-from onnx2caffe.fileio import write_bytes_atomic
+from onnx2caffe.onnx_graph import PROTO_LIMIT
+from onnx2caffe.onnx_io import SplitModel
 
 
 @dataclass
 class ExportResult:
     path: str | None  # the .onnx written (None when output was None)
-    model: onnx.ModelProto
+    split: SplitModel  # the model written (weights as arrays); `model` gives it as a ModelProto
     exporter: str
     opset: int
     input_shapes: list[tuple[int, ...]]
@@ -39,6 +47,16 @@ class ExportResult:
     warnings: list[str] = field(
         default_factory=list
     )  # exporter warnings worth showing (tracer warnings, ...)
+    inputs: dict[str, np.ndarray] = field(default_factory=dict)  # the check's inputs, by ONNX input name
+    onnx_outputs: dict[str, np.ndarray] | None = None  # onnxruntime's outputs on them (None: not checked)
+
+    @property
+    def model(self) -> onnx.ModelProto:
+        """The whole ModelProto (built on first use: a copy of the weights)."""
+        proto = self.__dict__.get("_model")
+        if proto is None:
+            proto = self.__dict__["_model"] = self.split.to_proto()
+        return proto
 
 
 def _same_file(a: str, b: str) -> bool:
@@ -83,7 +101,14 @@ def export(
         if os.path.isdir(out_path):
             raise OutputFileError(f"cannot write {out_path}: it is a folder (give the .onnx file name)")
 
-    torch_model = load_model(model, weights=weights, unsafe_load=unsafe_load, model_kwargs=model_kwargs)
+    with progress.step("import torch"):
+        import torch  # noqa: F401  (timed on its own: a fixed cost of every export)
+    with progress.step("build model"):
+        torch_model = load_model(model, weights=weights, unsafe_load=unsafe_load, model_kwargs=model_kwargs)
+    # the dynamo exporter's temporary file goes beside the output (the disk that receives the model anyway)
+    tmp_folder = None
+    if out_path is not None and os.path.isdir(os.path.dirname(os.path.abspath(out_path))):
+        tmp_folder = os.path.dirname(os.path.abspath(out_path))
     result = torch_to_onnx(
         torch_model,
         input_shapes,
@@ -95,24 +120,31 @@ def export(
         input_names=input_names,
         output_names=output_names,
         max_rel=max_rel,
+        folder=tmp_folder,
     )
+    del torch_model  # PyTorch's copy of the weights is not needed any more
     if out_path is not None:
         folder = os.path.dirname(os.path.abspath(out_path))
         try:
             os.makedirs(folder, exist_ok=True)  # as convert does for its prefix
         except OSError as err:
             raise OutputFileError(f"cannot create output folder {folder}: {err.strerror}") from None
-        try:
-            data = result.model.SerializeToString()
-        except ValueError as err:  # protobuf refuses messages over 2 GB
-            raise ExportError(f"cannot write {out_path} as a single .onnx file: {err}") from None
-        write_bytes_atomic(out_path, data)
+        size = result.split.serialized_size()
+        if size > PROTO_LIMIT:
+            raise ExportError(
+                f"cannot write {out_path} as a single .onnx file: {size} bytes, over protobuf's 2 GB "
+                f"({PROTO_LIMIT}-byte) message limit"
+            )
+        with progress.step("write .onnx"):
+            result.split.save(out_path)
     return ExportResult(
         out_path,
-        result.model,
+        result.split,
         result.exporter,
         result.opset,
         result.input_shapes,
         result.report,
         result.warnings,
+        result.inputs,
+        result.onnx_outputs,
     )

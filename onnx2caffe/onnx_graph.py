@@ -8,7 +8,9 @@ Memory. The weights are the bulk of a model, so they are copied as little as pos
 inference run on a weight-free copy of the model (initializers over a few KiB keep their name, type and dims,
 not their data: shapes need no data, and data propagation only reads small shape tensors), each initializer
 becomes one read-only numpy array once (re-used by later refreshes), and `OnnxGraph.load(...,
-detach_weights=True)` keeps the big initializers only as those arrays, not in the ModelProto as well.
+detach_weights=True)` keeps the big initializers only as those arrays, not in the ModelProto as well; a file's
+large initializers are read straight from it into those arrays (onnx_io.read_split), so a model read from a
+file is in memory once, not as protobuf bytes and arrays both.
 
 Shapes. Inference runs from the graph inputs alone (the shapes a model declares for its outputs and in
 value_info are removed first), so a static input fixes every shape its nodes compute even where the model
@@ -24,12 +26,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx
 from onnx import numpy_helper
 
 from .errors import InputFileError
+
+if TYPE_CHECKING:
+    from .onnx_io import SplitModel
 
 # Ops whose output holds exactly the elements of their first input (so their counts must be equal).
 _SAME_COUNT_OPS = frozenset(
@@ -153,16 +159,8 @@ def _is_regular(st: os.stat_result) -> bool:
     return stat.S_ISREG(st.st_mode)
 
 
-def load_model(model: str | os.PathLike | onnx.ModelProto, copy: bool = True) -> tuple[onnx.ModelProto, str]:
-    """Read an ONNX model (path or proto). Returns (the model, a name for messages): a private copy of a
-    given proto (the proto itself with copy=False, for callers that never modify it)."""
-    if isinstance(model, onnx.ModelProto):
-        if not copy:
-            return model, (model.graph.name or "<model>")
-        dup = onnx.ModelProto()
-        dup.CopyFrom(model)
-        return dup, (model.graph.name or "<model>")
-    path = os.fspath(model)
+def _check_path(path: str) -> int:
+    """The size of the ONNX file `path`; InputFileError when it is missing, a folder, empty or over 2 GB."""
     if not os.path.exists(path):
         raise InputFileError(f"{path}: no such file")
     if os.path.isdir(path):
@@ -175,12 +173,11 @@ def load_model(model: str | os.PathLike | onnx.ModelProto, copy: bool = True) ->
         raise InputFileError(f"{path}: empty file, expected an ONNX model")
     if size > 2**31 - 1:  # protobuf (and Caffe's caffemodel reader) cannot hold a message over 2 GB
         raise InputFileError(f"{path}: {size} bytes, over protobuf's 2 GB (2147483647-byte) message limit")
-    try:
-        proto = onnx.load(path, load_external_data=False)
-    except OSError as exc:
-        raise InputFileError(f"{path}: cannot read ({exc})") from exc
-    except Exception as exc:  # protobuf DecodeError, ...
-        raise InputFileError(f"{path}: not a valid ONNX model ({_one_line(exc)})") from exc
+    return size
+
+
+def _finish_loading(proto: onnx.ModelProto, path: str, size: int) -> None:
+    """Check a model read from `path` and read its external data into it."""
     if not proto.HasField("graph") or proto.ir_version <= 0:
         raise InputFileError(f"{path}: not a valid ONNX model (no graph or IR version)")
     if any(True for _ in _external_tensors(proto)):
@@ -191,7 +188,51 @@ def load_model(model: str | os.PathLike | onnx.ModelProto, copy: bool = True) ->
             raise InputFileError(f"{path}: cannot read its external data ({_one_line(exc)})") from exc
         except Exception as exc:  # bad offset/length fields, locations outside the model's folder, ...
             raise InputFileError(f"{path}: not a valid ONNX model ({_one_line(exc)})") from exc
+
+
+def load_model(model: str | os.PathLike | onnx.ModelProto, copy: bool = True) -> tuple[onnx.ModelProto, str]:
+    """Read an ONNX model (path or proto). Returns (the model, a name for messages): a private copy of a
+    given proto (the proto itself with copy=False, for callers that never modify it)."""
+    if isinstance(model, onnx.ModelProto):
+        if not copy:
+            return model, (model.graph.name or "<model>")
+        dup = onnx.ModelProto()
+        dup.CopyFrom(model)
+        return dup, (model.graph.name or "<model>")
+    path = os.fspath(model)
+    size = _check_path(path)
+    try:
+        proto = onnx.load(path, load_external_data=False)
+    except OSError as exc:
+        raise InputFileError(f"{path}: cannot read ({exc})") from exc
+    except Exception as exc:  # protobuf DecodeError, ...
+        raise InputFileError(f"{path}: not a valid ONNX model ({_one_line(exc)})") from exc
+    _finish_loading(proto, path, size)
     return proto, path
+
+
+def load_split(model) -> tuple[SplitModel, str]:
+    """Read an ONNX model (path, proto or SplitModel) as a SplitModel (see onnx_io): a file's large
+    initializers are read straight into arrays (their bytes are in memory once, not twice). Returns (the
+    model, a name for messages). Callers must not modify the result's skeleton (it may be the given one);
+    a given proto is split into a new skeleton and arrays (one copy of its weights)."""
+    from .onnx_io import SplitModel, read_split
+
+    if isinstance(model, SplitModel):
+        return model, (model.source or model.skeleton.graph.name or "<model>")
+    if isinstance(model, onnx.ModelProto):
+        return SplitModel.from_proto(model), (model.graph.name or "<model>")
+    path = os.fspath(model)
+    size = _check_path(path)
+    try:
+        split = read_split(path)
+    except OSError as exc:
+        raise InputFileError(f"{path}: cannot read ({exc})") from exc
+    if split is None:  # nothing to stream, or something only onnx.load reads right
+        proto, _ = load_model(path)
+        return SplitModel.from_proto(proto), path
+    _finish_loading(split.skeleton, path, size)
+    return split, path
 
 
 def _one_line(exc: BaseException, limit: int = 200) -> str:
@@ -545,27 +586,44 @@ class OnnxGraph:
     @classmethod
     def load(
         cls,
-        model: str | os.PathLike | onnx.ModelProto,
+        model: str | os.PathLike | onnx.ModelProto | SplitModel,
         detach_weights: bool = False,
         source: str | None = None,
     ) -> OnnxGraph:
-        """Load, check and analyse a model (path or proto; a given proto is never modified).
+        """Load, check and analyse a model (path, proto or SplitModel; a given model is never modified).
 
         detach_weights=True: the initializers over a few KiB are held only as numpy arrays (`const()`), not in
-        `graph.model` too, which halves the memory a big model takes; `graph.model` is then weight-free.
+        `graph.model` too, which halves the memory a big model takes; `graph.model` is then weight-free. A
+        file's large initializers are then read straight into those arrays (onnx_io.read_split), and a
+        SplitModel's arrays are used as they are (shared, not copied).
         source: the name messages use (default: the path, or the graph name of a proto)."""
-        proto, name = load_model(model, copy=not detach_weights)
+        if not detach_weights:
+            from .onnx_io import SplitModel
+
+            fresh = isinstance(model, SplitModel)
+            if fresh:
+                model = model.to_proto()
+            proto, name = load_model(model, copy=not fresh)  # OnnxGraph edits its model: never the caller's
+            held: dict[str, np.ndarray] = {}
+        else:
+            split, name = load_split(model)
+            proto, held = split.skeleton, split.weights
         source = source or name
         _check_text(proto, source)
-        large = {i.name for i in proto.graph.initializer if _is_large(i)}
+        large = {i.name for i in proto.graph.initializer if i.name in held or _is_large(i)}
         try:
             onnx.checker.check_model(weight_free_copy(proto, large, empty=True))
         except Exception as exc:
             raise InputFileError(f"{source}: invalid ONNX model ({_one_line(exc)})") from exc
         if not detach_weights:
             return cls(proto, source)
-        # the checker saw the large initializers without data: their sizes are checked by tensor_array
-        detached = {i.name: tensor_array(i, source) for i in proto.graph.initializer if i.name in large}
+        # the checker saw the large initializers without data: their sizes are checked by tensor_array (the
+        # arrays a SplitModel holds were read for their declared size)
+        detached = {
+            i.name: held[i.name] if i.name in held else tensor_array(i, source)
+            for i in proto.graph.initializer
+            if i.name in large
+        }
         proto = weight_free_copy(proto, set(detached))  # drops the last reference to a model read from a file
         return cls(proto, source, detached)
 
@@ -740,6 +798,11 @@ class OnnxGraph:
                 )
 
     # ------------------------------------------------------------------ queries
+    def detached_weights(self) -> dict[str, np.ndarray]:
+        """The initializers held only as arrays (see `load(detach_weights=True)`): name -> array (shared).
+        With `model` they make a SplitModel (onnx_io) that onnxruntime runs without a copy of them."""
+        return dict(self._detached)
+
     @property
     def graph(self) -> onnx.GraphProto:
         return self.model.graph

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import onnx
 
+from . import progress
 from .compare import DEFAULT_MAX_REL, DEFAULT_MIN_COSINE, compare_outputs
 from .errors import InputFileError
 
@@ -210,6 +211,7 @@ def verify(
     from .convert import reference_outputs, runtime_objects
     from .inputs import prepare_inputs
     from .onnx_graph import OnnxGraph
+    from .onnx_io import SplitModel
     from .registry import sanitize_name
     from .runtimes import RUNTIME_NAMES
 
@@ -217,7 +219,7 @@ def verify(
     for kind, path in (("prototxt", prototxt), ("caffemodel", caffemodel)):
         if not os.path.isfile(path):
             raise InputFileError(f"{path}: no such file ({kind})")
-    graph = OnnxGraph.load(model)
+    graph = OnnxGraph.load(model, detach_weights=True)  # the weights once, as arrays (see the reference)
     net = CaffeNet.load(prototxt, caffemodel)
     info = _NetInfo(net)
     if not info.inputs:
@@ -332,7 +334,9 @@ def verify(
             else:  # no inferred type: onnxruntime infers it itself
                 vi.name = t
             ref_model.graph.output.append(vi)
-    refs = reference_outputs(ref_model.SerializeToString(), feeds, wanted + extra)
+    with progress.step("onnxruntime reference"):
+        # as convert's check runs it (the weights fed as inputs): the same numbers as convert's report
+        refs = reference_outputs(SplitModel(ref_model, graph.detached_weights()), feeds, wanted + extra)
     refs.update({t: v for t, v in feeds.items()})
 
     # ---- Caffe runtimes
@@ -344,7 +348,7 @@ def verify(
     rts = runtime_objects(runtimes, caffe_root)
     try:
         for rt, _ in rts:
-            with rt.load(prototxt, caffemodel) as loaded:
+            with progress.step(f"check on {rt.name}"), rt.load(prototxt, caffemodel) as loaded:
                 available = set(loaded.blob_names())
                 ask = [b for b in requested if b in available]
                 outs = loaded.run(caffe_feeds, outputs=ask)
