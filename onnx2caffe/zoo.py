@@ -114,8 +114,6 @@ def build_model(name: str, seed: int = 0, reinitialised: list | None = None, **m
     import torch
     import torchvision
 
-    from onnx2caffe.exporters.torch_export import randomize_batchnorm
-
     torch.manual_seed(seed)
     kwargs: dict[str, Any] = {"weights": None, **model_kwargs}
     if name in SEGMENTATION:
@@ -124,6 +122,14 @@ def build_model(name: str, seed: int = 0, reinitialised: list | None = None, **m
         warnings.simplefilter("ignore", FutureWarning)  # GoogLeNet / Inception init warnings
         warnings.simplefilter("ignore", UserWarning)
         model = torchvision.models.get_model(name, **kwargs)
+    return prepare_model(model, seed, reinitialised)
+
+
+def prepare_model(model, seed: int = 0, reinitialised: list | None = None):
+    """Random BatchNorm statistics and random values for all-zero weights (names appended to `reinitialised`);
+    eval mode. What build_model does after constructing the net (tests use it on small variants)."""
+    from onnx2caffe.exporters.torch_export import randomize_batchnorm
+
     randomize_batchnorm(model, seed=seed)
     names = randomize_zero_weights(model, seed)
     if reinitialised is not None:
