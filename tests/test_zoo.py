@@ -1,5 +1,5 @@
 """A CI subset of the torchvision zoo (onnx2caffe/zoo.py): one net per architectural family, end to end on real
-Caffe and OpenCV, plus one transformer that must be refused with the ops named and nothing written.
+Caffe and OpenCV, and the five transformer families (ConvNeXt, Swin, Swin-V2, ViT, MaxViT) at reduced sizes.
 
 Families: plain residual (resnet18), grouped conv (resnext50_32x4d), depthwise + inverted residuals
 (mobilenet_v2), channel shuffle (shufflenet_v2_x0_5), SE + SiLU (efficientnet_b0, regnet_y_400mf), HardSwish
@@ -80,17 +80,61 @@ def test_zoo_shufflenet_uses_channel_shuffle(caffe_runtimes):
     assert rec["caffe_layer_types"]["Concat"] >= 16 + 16  # the shuffle joins + the branch joins
 
 
-def test_zoo_transformer_refused(tmp_path):
-    """Swin-T uses GELU (Erf), which has no exact Caffe form: the refusal names it and says why, and no Caffe
-    file is written. Its LayerNorms (ReduceMean over the last axis, Pow, Sqrt, Div) are fused and converted, its
-    attention MatMuls, Softmax and Transposes composed."""
-    rec = zoo.run_model("swin_t", size=112, runtimes=[], keep_dir=str(tmp_path))
-    assert rec["outcome"] == "refused", rec.get("message")
-    ops = rec["refused_ops"]
-    assert ops["Erf"]["count"] >= 1 and "no BVLC Caffe layer computes erf" in ops["Erf"]["reason"]
-    assert not {"Pow", "Sqrt", "ReduceMean", "Div", "MatMul", "Softmax", "Transpose"} & set(ops), sorted(ops)
-    assert "Erf" in rec["message"]
-    assert sorted(os.listdir(tmp_path / "swin_t")) == ["swin_t.onnx"]  # the export only
+def _maxvit_small():
+    """maxvit_t's architecture (stem 64, blocks [64, 128, 256, 512] x [2, 2, 5, 2], head dim 32) at 64x64: its
+    partition size 7 needs a multiple of 224 (features of 112 / 56 / 28 / 14 / 7), so 2 here (32 / 16 / 8 / 4 /
+    2): the same ops (MBConv, block and grid attention with relative position bias, Einsum, GELU)."""
+    import torch
+    from torchvision.models.maxvit import MaxVit
+
+    torch.manual_seed(0)
+    model = MaxVit(
+        input_size=(64, 64),
+        stem_channels=64,
+        partition_size=2,
+        block_channels=[64, 128, 256, 512],
+        block_layers=[2, 2, 5, 2],
+        head_dim=32,
+        stochastic_depth_prob=0.2,
+    )
+    return zoo.prepare_model(model, 0)
+
+
+# the five transformer families at reduced sizes: ConvNeXt 64 (stride 32), Swin / Swin-V2 112 (window 7 / 8 with
+# padding), ViT-B/16 built for 64x64 (4x4 patches + the class token; its image size is a constructor argument),
+# MaxViT-T's layers at 64x64 (see _maxvit_small)
+TRANSFORMERS = [
+    ("convnext_tiny", 64, None),
+    ("swin_t", 112, None),
+    ("swin_v2_t", 112, None),
+    ("vit_b_16", 64, {"image_size": 64}),
+    ("maxvit_t", 64, "small"),
+]
+
+
+@pytest.mark.parametrize("name, size, variant", TRANSFORMERS, ids=[n for n, _, _ in TRANSFORMERS])
+def test_zoo_transformer_verified(name, size, variant, caffe_runtimes, tmp_path):
+    """GELU (Erf) fused and composed, LayerNorm, attention MatMuls / Einsum, Softmax, Gather, Expand, window
+    shifts (Slice + Concat), relative position bias: converted and verified on both runtimes."""
+    t0 = time.perf_counter()
+    kwargs = {"model": _maxvit_small()} if variant == "small" else {"model_kwargs": variant}
+    rec = zoo.run_model(name, size=size, runtimes=caffe_runtimes, keep_dir=str(tmp_path), **kwargs)
+    wall = time.perf_counter() - t0
+    print(
+        f"\n{name} {size}x{size}: {wall:.1f}s "
+        + ", ".join(f"{k} {zoo._fmt_time(v)}s" for k, v in rec["times"].items())
+        + f" | {rec.get('caffe_layers')} layers | "
+        + ", ".join(f"{rt} {zoo._fmt_agree(a)}" for rt, a in rec["agreement"].items())
+    )
+    assert rec["outcome"] == "verified", rec.get("message")
+    for a in rec["agreement"].values():
+        assert a["ok"] and a["max_rel"] <= zoo.MAX_REL and a["cosine"] >= zoo.MIN_COSINE
+    assert sorted(rec["agreement"]) == _runtime_names(caffe_runtimes)
+    # every GELU fused: one Exp each, no Erf composition (its Sigmoid selectors)
+    n_gelu = rec["onnx_ops"].get("Erf", 0)
+    assert n_gelu > 0 and rec["caffe_layer_types"]["Exp"] == n_gelu
+    assert "Sigmoid" not in rec["caffe_layer_types"] or name == "maxvit_t"  # MaxViT's SE gates are Sigmoids
+    assert not set(rec["caffe_layer_types"]) & {"Permute", "Threshold", "Bias", "Reduction", "Clip", "ArgMax"}
 
 
 def test_zoo_record_and_table(tmp_path):
