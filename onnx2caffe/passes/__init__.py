@@ -27,6 +27,7 @@ from . import (
     fuse_transposed_layer_norm,
     remove_dead_nodes,
     remove_softplus_threshold,
+    sink_channels_last,
 )
 
 PASSES = (
@@ -39,6 +40,7 @@ PASSES = (
     fuse_transposed_layer_norm,
     fuse_group_norm,
     fuse_matmul_add,
+    sink_channels_last,
     fold_transpose_into_gemm,
     fold_transpose_into_matmul,
     fold_pad_into_conv_pool,
