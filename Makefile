@@ -16,6 +16,7 @@ help:
 	@echo "make proto     regenerate onnx2caffe/proto/caffe_pb2.py from caffe.proto"
 	@echo "make docs      regenerate the op table in README.md from the registry"
 	@echo "make bench     run the benchmarks in benchmarks/"
+	@echo "make families  the family zoo (detectors, segmenters, OCR, SR, face nets) -> docs/families.md"
 
 install: venv caffe
 
@@ -25,7 +26,10 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[opencv,vision,test]'
+	$(BIN)/pip install -q -e '.[opencv,vision,test,ncnn,families]'
+	# facenet-pytorch (MTCNN's real weights: the ncnn int8 test and example, the family zoo) without its
+	# dependencies: its metadata pins a torch and numpy older than ours; it runs on them
+	$(BIN)/pip install -q --no-deps 'facenet-pytorch>=2.5'
 	touch $(STAMP)
 
 caffe:
@@ -53,6 +57,7 @@ demo: venv
 
 bench: install
 	$(PY) benchmarks/write_caffemodel.py
+	$(PY) benchmarks/ncnn_writer.py
 	ONNX2CAFFE_CAFFE_ROOT=$(abspath $(CAFFE)) $(PY) benchmarks/pipeline.py
 	ONNX2CAFFE_CAFFE_ROOT=$(abspath $(CAFFE)) $(PY) benchmarks/calibrate.py
 
@@ -94,3 +99,36 @@ fuzz: install
 # make bench-memory: peak RSS of convert as a multiple of the weight size (VGG-16 and a 1.5 GB model)
 bench-memory: venv
 	$(PY) benchmarks/memory.py
+
+# ---- the family zoo (onnx2caffe/families.py) ----------------------------------------------------------------------
+# make families-NAME: one net (export, convert, verify on pycaffe + OpenCV), its record in $(FAMILIES_RESULTS)/NAME.json
+# (names: python -m onnx2caffe.families list; NAME.ultralytics is the same YOLO through ultralytics' exporter).
+# make families: every family net, one process each (memory is freed between nets, FAMILIES_TIMEOUT seconds each),
+# then docs/families.md; fails when a net is neither verified nor refused. FAMILIES_FLAGS=--skip-existing resumes,
+# FAMILIES_FLAGS="--exporter dynamo" exports with dynamo (records NAME.dynamo; use another FAMILIES_RESULTS).
+# Package settings and caches (ultralytics, torch hub, Hugging Face) go to $(FAMILIES_WORK).
+FAMILIES_RESULTS ?= out/families
+FAMILIES_WORK    ?= out/families-work
+FAMILIES_FLAGS   ?=
+FAMILIES_TIMEOUT ?= 1800
+FAMILIES_RUN     := $(ZOO_ENV) nice -n 10 $(PY) -m onnx2caffe.families
+
+.PHONY: families families-table families-survey bench-deploy
+
+families-table: venv
+	$(PY) -m onnx2caffe.families table --results $(FAMILIES_RESULTS) -o docs/families.md
+
+families-survey: venv
+	$(PY) -m onnx2caffe.families survey --results $(FAMILIES_RESULTS) -o $(FAMILIES_RESULTS)/survey.md
+
+families-%: venv
+	$(FAMILIES_RUN) run $* --results $(FAMILIES_RESULTS) --work $(FAMILIES_WORK) $(FAMILIES_FLAGS)
+
+families: venv
+	$(FAMILIES_RUN) run-all --results $(FAMILIES_RESULTS) --work $(FAMILIES_WORK) --timeout $(FAMILIES_TIMEOUT) \
+	  $(FAMILIES_FLAGS); status=$$?; \
+	  $(PY) -m onnx2caffe.families table --results $(FAMILIES_RESULTS) -o docs/families.md && exit $$status
+
+# make bench-deploy: OpenCV dnn forward time of each family net's Caffe files vs its ONNX file (one thread)
+bench-deploy: venv
+	$(ZOO_ENV) nice -n 10 $(PY) benchmarks/deploy.py --work $(FAMILIES_WORK)

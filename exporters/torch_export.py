@@ -247,6 +247,33 @@ def _torchvision_model(name: str, kwargs: Mapping[str, Any]) -> Any:
         raise ExportError(f"building torchvision model {name!r} failed: {_one_line(err)}") from None
 
 
+def _timm_model(name: str, kwargs: Mapping[str, Any]) -> Any:
+    """``timm.create_model(name, pretrained=False, **kwargs)``: always randomly initialised, so nothing is
+    downloaded (real weights go in with --weights). ``name`` may carry a pretrained tag (resnet50.a1_in1k); the
+    tag then only picks the architecture's default configuration."""
+    try:
+        import timm
+    except ImportError:
+        raise ExportError("timm is not installed: pip install timm to export timm models") from None
+    if not name or not timm.is_model(name):
+        base = name.split(".", 1)[0]
+        close = difflib.get_close_matches(base, timm.list_models(), n=3)
+        hint = f" (did you mean {', '.join(close)}?)" if close else " (see timm.list_models())"
+        raise ExportError(f"unknown timm model {name!r}{hint}")
+    kwargs = dict(kwargs)
+    if kwargs.pop("pretrained", False):
+        raise ExportError(
+            "timm models are exported with random weights (pretrained=False, nothing is downloaded): "
+            "load real weights with --weights CKPT"
+        )
+    try:
+        return timm.create_model(name, pretrained=False, **kwargs)
+    except Exception as err:
+        raise ExportError(
+            f"building timm model {name!r} failed: {type(err).__name__}: {_one_line(err)}"
+        ) from None
+
+
 def _callable_model(spec: str, kwargs: Mapping[str, Any]) -> Any:
     import torch
 
@@ -284,13 +311,13 @@ def _torchscript_file(path: str) -> Any:
     except Exception as err:
         raise InputFileError(
             f"cannot load {path} as a TorchScript model ({_one_line(err, 160)}); a checkpoint (state dict) "
-            "goes with --weights next to a model given as torchvision:NAME or module.path:callable"
+            "goes with --weights next to a model given as torchvision:NAME, timm:NAME or module.path:callable"
         ) from None
 
 
 def model_source_files(spec: str) -> list[str]:
     """Files a model spec reads (a TorchScript file, a .py module file): outputs must never replace them."""
-    if spec.startswith("torchvision:"):
+    if spec.startswith(("torchvision:", "timm:")):
         return []
     if os.path.exists(spec):
         return [spec]
@@ -306,7 +333,8 @@ def load_model(
 ) -> Any:
     """An nn.Module in eval mode from ``spec``, with a checkpoint loaded into it when ``weights`` is given.
 
-    ``spec`` is an nn.Module, ``torchvision:NAME`` (randomly initialised: ``weights=None``),
+    ``spec`` is an nn.Module, ``torchvision:NAME`` (randomly initialised: ``weights=None``), ``timm:NAME``
+    (``timm.create_model(NAME, pretrained=False)``),
     ``module.path:callable`` (the module importable from the current folder too, or ``path/to/file.py:callable``)
     returning an nn.Module, or the path of a TorchScript file (``torch.jit.load``).
     """
@@ -321,6 +349,8 @@ def load_model(
         spec = os.fspath(spec)
         if spec.startswith("torchvision:"):
             model = _torchvision_model(spec.split(":", 1)[1], kwargs)
+        elif spec.startswith("timm:"):
+            model = _timm_model(spec.split(":", 1)[1], kwargs)
         elif spec.lower().endswith(".onnx"):
             raise ExportError(f"{spec} is an ONNX model already: convert it with `onnx2caffe convert {spec}`")
         elif os.path.isfile(spec) and not spec.endswith(".py"):
@@ -335,8 +365,8 @@ def load_model(
             )
         else:
             raise ExportError(
-                f"unknown model {spec!r}: expected torchvision:NAME, module.path:callable or a TorchScript file"
-                + (" (no such file)" if os.sep in spec or "." in spec else "")
+                f"unknown model {spec!r}: expected torchvision:NAME, module.path:callable, timm:NAME or a "
+                "TorchScript file" + (" (no such file)" if os.sep in spec or "." in spec else "")
             )
     if weights is not None:
         load_checkpoint(model, weights, unsafe_load=unsafe_load)

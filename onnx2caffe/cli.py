@@ -20,7 +20,7 @@ from . import __version__
 from .errors import Onnx2CaffeError
 
 # subcommands listed first in --help, in this order; others follow alphabetically
-_ORDER = ("convert", "export", "verify", "calibrate", "ops")
+_ORDER = ("convert", "export", "verify", "calibrate", "ncnn", "ops")
 
 
 def commands() -> dict[str, object]:

@@ -46,9 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--runtime",
-        choices=("pycaffe", "opencv", "all"),
+        choices=("pycaffe", "opencv", "ncnn", "all"),
         default=None,
-        help="Caffe runtime(s) to check with; 'all' requires every one (default: every available one)",
+        help="Caffe runtime(s) to check with; 'all' requires pycaffe and opencv; ncnn runs the model converted to ncnn, only when named (default: every available Caffe runtime)",
     )
     parser.add_argument("--no-check", action="store_true", help="only convert and write, do not run anything")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random check input (default 0)")

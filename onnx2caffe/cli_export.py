@@ -20,6 +20,9 @@ The .onnx file holds its weights inline and is written only when the check passe
 
 MODEL is one of:
   torchvision:NAME         a torchvision model, randomly initialised (weights=None), e.g. torchvision:resnet18
+  timm:NAME                a timm model, randomly initialised (timm.create_model(NAME, pretrained=False); never
+                           downloads), e.g. timm:mobilenetv3_large_100; --model-arg goes to create_model
+                           (num_classes=10, in_chans=1, ...); real weights with --weights
   module.path:callable     a function or class returning an nn.Module (importable from the current folder;
                            path/to/file.py:callable works too)
   FILE                     a TorchScript file (torch.jit.load)
@@ -62,7 +65,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = DESCRIPTION
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument(
-        "model", metavar="MODEL", help="torchvision:NAME, module.path:callable or a TorchScript file"
+        "model",
+        metavar="MODEL",
+        help="torchvision:NAME, timm:NAME, module.path:callable or a TorchScript file",
     )
     add_export_options(parser, required=True)
     parser.add_argument("-o", "--output", required=True, metavar="OUT.onnx", help="the ONNX file to write")

@@ -31,9 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("caffemodel", metavar="CAFFEMODEL", help="the Caffe weights")
     parser.add_argument(
         "--runtime",
-        choices=("pycaffe", "opencv", "all"),
+        choices=("pycaffe", "opencv", "ncnn", "all"),
         default=None,
-        help="Caffe runtime(s); 'all' requires every one (default: every available one)",
+        help="Caffe runtime(s); 'all' requires pycaffe and opencv; ncnn runs the model converted to ncnn, only when named (default: every available Caffe runtime)",
     )
     parser.add_argument(
         "--names", metavar="FILE", default=None, help="names map ONNX tensor -> Caffe blob (JSON object)"

@@ -4,6 +4,11 @@ Caffe pads symmetrically. Asymmetric ONNX pads (b, e) are made exact with a zero
 Convolution with unit weights and pad |e - b| (x * 1 is exact) surrounds the input with zeros, a Slice drops the
 rows/columns on the side that needs none (Silence eats them), and the Convolution itself pads min(b, e).
 Conv1d (rank-3 input) is mapped through a Reshape to (N, C, 1, L) and back.
+
+On a spatial axis of size 1 whose output has size 1 (a 3x3 pad-1 convolution on a 1xW, Hx1 or 1x1 map, as in
+SSDlite's last extra blocks), every tap but one reads padding: the kernel is trimmed to that tap and the pad to 0.
+The dropped terms are w * 0 = 0 for finite weights, so the sum is the same; it also avoids an OpenCV 4.x bug
+(its depthwise 3x3 kernel gives wrong results when the input height or width is 1; see tests/test_op_conv.py).
 """
 
 from __future__ import annotations
@@ -59,6 +64,26 @@ def zero_pad(ctx, node, bottom: str, shape, begin, end):
     return layers, cur, (shape[0], shape[1], dims[0], dims[1])
 
 
+def trim_unit_axes(w, shape, out_shape, begin, end, strides, dil):
+    """For each spatial axis of input size 1 and output size 1 where exactly one tap reads the input: keep that
+    tap only (pads 0, dilation 1 on the axis). Returns (w, begin, end, dil), unchanged where nothing applies."""
+    begin, end, dil = list(begin), list(end), list(dil)
+    for i in range(2):
+        k = w.shape[2 + i]
+        if shape[2 + i] != 1 or out_shape[2 + i] != 1 or k == 1:
+            continue
+        # output 0 reads input index j * dil - begin for tap j: only index 0 exists
+        taps = [j for j in range(k) if j * dil[i] - begin[i] == 0]
+        if len(taps) != 1:
+            continue
+        index = [slice(None)] * 4
+        index[2 + i] = slice(taps[0], taps[0] + 1)
+        w = w[tuple(index)]
+        begin[i] = end[i] = 0
+        dil[i] = 1
+    return w, begin, end, dil
+
+
 @register("Conv", since=1, layers=("Convolution", "Slice", "Silence", "Reshape"))
 def conv(node, ctx):
     """Conv 2-D (and 1-D via Reshape) with constant weights -> Convolution (+ exact asymmetric zero padding)."""
@@ -96,6 +121,7 @@ def conv(node, ctx):
         src = src4
     else:
         begin, end = _explicit_pads(node, shape, list(w.shape[2:]), strides, dil)
+        w, begin, end, dil = trim_unit_axes(w, shape, out_shape, begin, end, strides, dil)
     if w.shape[1] * group != shape[1] or w.shape[0] % group:
         node.reject(f"weight {w.shape} with group {group} does not fit input channels {shape[1]}")
     if begin != end:

@@ -2,7 +2,8 @@
 whichever test modules use it), and the skip rule.
 
 A runtime is skipped only when it is not installed here: pycaffe when no Caffe build is found (no
-.caffe/, no ONNX2CAFFE_CAFFE_ROOT / ONNX2CAFFE_CAFFE_PYTHON), opencv when cv2 is missing. A Caffe that
+.caffe/, no ONNX2CAFFE_CAFFE_ROOT / ONNX2CAFFE_CAFFE_PYTHON), opencv when cv2 is missing, ncnn when the
+ncnn wheel is missing. A Caffe that
 is built but does not start is a test error, not a skip. A missing pycaffe fails instead of skipping when
 the environment variable CI is set (CI builds real Caffe), and so does any missing runtime with
 ONNX2CAFFE_REQUIRE_RUNTIMES=1.
@@ -16,7 +17,7 @@ import os
 import pytest
 
 from onnx2caffe.errors import RuntimeUnavailableError
-from onnx2caffe.runtimes import RUNTIME_NAMES, Runtime, get_runtime
+from onnx2caffe.runtimes import ALL_RUNTIME_NAMES, Runtime, get_runtime
 
 _instances: dict[str, Runtime] = {}
 
@@ -28,6 +29,10 @@ def _installed(name: str) -> str | None:
             from onnx2caffe.runtimes.pycaffe import locate_caffe
 
             locate_caffe()
+        elif name == "ncnn":
+            from onnx2caffe.runtimes.ncnn import _ncnn
+
+            _ncnn()
         else:
             from onnx2caffe.runtimes.opencv import _cv2
 
@@ -39,7 +44,7 @@ def _installed(name: str) -> str | None:
 
 def shared_runtime(name: str) -> Runtime:
     """The process-wide instance of runtime `name` (skips the test when it is not installed)."""
-    assert name in RUNTIME_NAMES
+    assert name in ALL_RUNTIME_NAMES
     if name not in _instances:
         missing = _installed(name)
         if missing is not None:

@@ -7,6 +7,10 @@ check_conversion converts, runs onnxruntime and every runtime of RUNTIMES instal
 per test process, see caffe_runtimes.py) and asserts agreement for every graph output. A runtime that is not
 installed is left out; when none is, the test is skipped. Missing pycaffe FAILS the test when the environment
 variable CI is set (CI builds real Caffe, and a silently skipped Caffe would prove nothing).
+
+It then runs the same check on ncnn float32 (check_ncnn: the Caffe model converted by onnx2caffe.ncnn, run by the
+ncnn wheel) wherever the converter can express the net in ncnn; a net it refuses (a 5-D blob, a layer mixing the
+samples of the batch, ...) is recorded in NCNN_REFUSED and not checked there. ONNX2CAFFE_NCNN_CHECK=0 turns this off.
 """
 
 from __future__ import annotations
@@ -20,8 +24,14 @@ from caffe_runtimes import shared_runtime
 from onnx import helper, numpy_helper
 
 from onnx2caffe.convert import convert
+from onnx2caffe.errors import RuntimeExecutionError, RuntimeUnavailableError
 
 RUNTIMES = ("pycaffe", "opencv")
+# ncnn's tolerance (issue 10): its x86 kernels use polynomial exp/log/tanh and Winograd convolutions
+NCNN_MAX_REL = 1e-4
+NCNN_MIN_COSINE = 0.99999
+NCNN_REFUSED: list[tuple[str, str]] = []  # (graph name, why) of the nets ncnn cannot express
+NCNN_CHECKED: list[str] = []  # graph names of the nets checked on ncnn
 
 
 def make_model(
@@ -85,4 +95,45 @@ def check_conversion(
     for r in result.report:
         assert r["ok"], r
         assert r["max_rel"] <= max_rel and r["cosine"] >= cos, r
+    if runtimes is None:
+        check_ncnn(model, max_rel, cos, seed)
     return result.net
+
+
+def ncnn_runtimes() -> list:
+    """[the shared ncnn runtime] when the ncnn wheel is installed (and ONNX2CAFFE_NCNN_CHECK is not 0), else []."""
+    if os.environ.get("ONNX2CAFFE_NCNN_CHECK") == "0":
+        return []
+    try:
+        return [shared_runtime("ncnn")]
+    except pytest.skip.Exception:
+        return []
+
+
+def check_ncnn(model, max_rel: float = NCNN_MAX_REL, cos: float = NCNN_MIN_COSINE, seed: int = 0):
+    """The conversion's check on ncnn float32, with ncnn's tolerance (or the caller's, when looser). Returns the
+    report rows, or None when ncnn is not installed or cannot express the net (recorded in NCNN_REFUSED)."""
+    rts = ncnn_runtimes()
+    if not rts:
+        return None
+    try:
+        result = convert(
+            model,
+            None,
+            runtimes=rts,
+            check=True,
+            seed=seed,
+            max_rel=max(max_rel, NCNN_MAX_REL),
+            min_cosine=min(cos, NCNN_MIN_COSINE),
+        )
+    except RuntimeUnavailableError as err:  # a Caffe layer type with no ncnn translator
+        NCNN_REFUSED.append((model.graph.name, str(err)))
+        return None
+    except RuntimeExecutionError as err:
+        if getattr(err, "unsupported", None) is None:
+            raise
+        NCNN_REFUSED.append((model.graph.name, str(err)))
+        return None
+    assert [r["runtime"] for r in result.report] == ["ncnn"] * len(model.graph.output), result.report
+    NCNN_CHECKED.append(model.graph.name)
+    return result.report

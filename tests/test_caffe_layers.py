@@ -41,6 +41,17 @@ KNOWN: dict[tuple[str, str, str], str] = {
     ("opencv", "slice", "equal_split_3"): "OpenCV cannot run a Slice without slice_point (even split over "
     "the tops): 'splits > 0 && inpShape[axis_rw] % splits == 0' fails",
     ("opencv", "flatten", "axis0"): "OpenCV's Flatten with axis 0 gives shape (120, 1), Caffe (120,)",
+    (
+        "opencv",
+        "conv",
+        "depthwise3x3_on_1x1",
+    ): "OpenCV's depthwise 3x3 kernel is wrong when the input height or "
+    "width is 1 (max abs error ~2): the converter trims such kernels to the one tap that reads the input",
+    (
+        "opencv",
+        "conv",
+        "depthwise3x3_on_1xW",
+    ): "OpenCV's depthwise 3x3 kernel is wrong when the input height or width is 1 (max abs error ~3)",
 }
 
 
@@ -114,6 +125,8 @@ CONV_CASES = {
     "kernel2x3_as_list": (3, 4, (7, 8), (2, 3), (1, 2), (1, 1), (1, 1), 1, True, "list"),
     "1x1_stride2": (8, 4, (7, 7), (1, 1), (2, 2), (0, 0), (1, 1), 1, True, "sq"),
     "group4_kernel2x3": (8, 12, (9, 10), (2, 3), (2, 1), (0, 1), (1, 1), 4, True, "hw"),
+    "depthwise3x3_on_1x1": (8, 8, (1, 1), (3, 3), (1, 1), (1, 1), (1, 1), 8, True, "sq"),
+    "depthwise3x3_on_1xW": (8, 8, (1, 6), (3, 3), (1, 1), (1, 1), (1, 1), 8, True, "sq"),
 }
 
 

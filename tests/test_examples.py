@@ -61,6 +61,46 @@ def test_fast_examples(script, name, tmp_path):
         assert (tmp_path / f"{name}{ext}").is_file()
 
 
+# The family examples (one per family of the family zoo, see onnx2caffe/families.py), each in --fast mode.
+FAMILY_EXAMPLES = [
+    ("yolo.py", ["yolov8n"]),
+    ("smp_segmentation.py", ["smp_unet_resnet18"]),
+    ("detection_heads.py", ["ssdlite320_mobilenet_v3_large"]),
+    ("mtcnn.py", ["mtcnn_pnet", "mtcnn_rnet", "mtcnn_onet"]),
+    ("crnn.py", ["crnn"]),
+    ("super_resolution.py", ["espcn", "reflect_sr"]),
+    ("attention_blocks.py", ["cbam_net", "sk_net", "bisenet_lite"]),
+    ("timm_backbone.py", ["mobilenetv3_large_100"]),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script, names", FAMILY_EXAMPLES, ids=[s for s, _ in FAMILY_EXAMPLES])
+def test_family_examples(script, names, tmp_path):
+    """Export + convert + verify in --fast mode; the packages' settings and caches stay in the output folder.
+    About 10-30 s each on 2 cores (mostly imports and the export check)."""
+    if not available_runtimes():
+        pytest.skip("no Caffe runtime installed")
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "examples", script), "-o", str(tmp_path), "--fast"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=1800,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    found = re.findall(r"agreement: worst max_rel (\S+) over (\d+) runtime", proc.stdout)
+    assert len(found) == len(names), proc.stdout[-2000:]
+    for rel, n in found:
+        assert float(rel) <= MAX_REL and int(n) == len(available_runtimes())
+    for name in names:
+        for ext in (".onnx", ".prototxt", ".caffemodel"):
+            assert (tmp_path / f"{name}{ext}").is_file()
+    assert "$ onnx2caffe export " in proc.stdout and "$ onnx2caffe convert " in proc.stdout
+    if script == "yolo.py":  # ultralytics' settings file went to the output folder, not the user's home
+        assert (tmp_path / "package-files" / "ultralytics" / "Ultralytics" / "settings.json").is_file()
+
+
 @HEAVY
 @pytest.mark.parametrize("script", ["vgg.py", "inception_v3.py"])
 def test_heavy_examples(script, tmp_path):

@@ -70,3 +70,23 @@ def test_non_constant_weight_rejected(tmp_path):
     with pytest.raises(ConversionError, match="node 'c' \\(Conv, opset 13\\): the weight is not a constant"):
         convert(model, str(tmp_path / "m"), check=False)
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    "x_shape,w_shape,attrs,kernel",
+    [
+        ((1, 8, 1, 1), (8, 1, 3, 3), {"group": 8, "pads": [1, 1, 1, 1]}, (1, 1)),  # SSDlite's last blocks
+        ((1, 8, 1, 1), (8, 1, 3, 3), {"group": 8, "pads": [1, 1, 1, 1], "strides": [2, 2]}, (1, 1)),
+        ((1, 8, 1, 6), (8, 1, 3, 3), {"group": 8, "pads": [1, 1, 1, 1]}, (1, 3)),
+        ((1, 8, 5, 1), (8, 1, 3, 3), {"group": 8, "pads": [1, 1, 1, 1]}, (3, 1)),
+        ((1, 8, 1, 1), (8, 1, 3, 3), {"group": 8, "pads": [2, 2, 2, 2], "dilations": [2, 2]}, (1, 1)),
+        ((1, 4, 1, 1), (6, 4, 3, 3), {"pads": [1, 1, 1, 1]}, (1, 1)),  # not depthwise: same trim
+        ((1, 8, 1, 1), (8, 1, 3, 3), {"group": 8, "pads": [2, 2, 2, 2]}, (3, 3)),  # output 3x3: kept
+    ],
+)
+def test_conv_on_unit_axes_keeps_only_the_tap_that_reads_the_input(tmp_path, x_shape, w_shape, attrs, kernel):
+    """Taps that only ever read padding add w * 0 = 0: they are dropped, which also keeps OpenCV off its
+    depthwise 3x3 kernel that is wrong on 1-wide maps (see test_caffe_layers KNOWN)."""
+    net = _conv(tmp_path, x_shape, w_shape, **attrs)
+    conv = next(layer for layer in net.layers if layer.type == "Convolution")
+    assert tuple(conv.blobs[0].shape[2:]) == kernel

@@ -6,7 +6,8 @@ Families: plain residual (resnet18), grouped conv (resnext50_32x4d), depthwise +
 / HardSigmoid (mobilenet_v3_small), BatchNorm kept between concatenations (densenet121), ceil-mode pooling
 (googlenet, squeezenet1_0), ReduceMean pooling (mnasnet0_5), bilinear upsampling (lraspp_mobilenet_v3_large).
 Inputs are 112x112 (128 for LR-ASPP: its 8x8 and 16x16 features upsample by the integer factors 2 and 8) to keep
-CI short; the nets and their ops are the same as at 224.
+CI short; the nets and their ops are the same as at 224. Each net is also checked on ncnn float32 (the Caffe
+model converted by onnx2caffe.ncnn) when the ncnn wheel is installed, with the same tolerances.
 
 Tolerances are the zoo's (and the converter's defaults): max |caffe - onnxruntime| <= 1e-4 * max |onnxruntime|
 and cosine >= 0.99999. Different float32 summation orders (Caffe BLAS, OpenCV, onnxruntime MLAS) give 1e-7 -
@@ -22,6 +23,8 @@ import pytest
 
 pytest.importorskip("torch")
 pytest.importorskip("torchvision")
+
+from onnx_testing import ncnn_runtimes  # noqa: E402
 
 from onnx2caffe import zoo  # noqa: E402
 
@@ -49,8 +52,9 @@ def _runtime_names(rts):
 
 @pytest.mark.parametrize("name, size", NETS, ids=[n for n, _ in NETS])
 def test_zoo_net_verified(name, size, caffe_runtimes, tmp_path):
+    runtimes = list(caffe_runtimes) + ncnn_runtimes()
     t0 = time.perf_counter()
-    rec = zoo.run_model(name, size=size, runtimes=caffe_runtimes, keep_dir=str(tmp_path))
+    rec = zoo.run_model(name, size=size, runtimes=runtimes, keep_dir=str(tmp_path))
     wall = time.perf_counter() - t0
     print(
         f"\n{name} {size}x{size}: {wall:.1f}s "
@@ -59,7 +63,7 @@ def test_zoo_net_verified(name, size, caffe_runtimes, tmp_path):
         + ", ".join(f"{rt} {zoo._fmt_agree(a)}" for rt, a in rec["agreement"].items())
     )
     assert rec["outcome"] == "verified", rec.get("message")
-    assert sorted(rec["agreement"]) == _runtime_names(caffe_runtimes)
+    assert sorted(rec["agreement"]) == _runtime_names(runtimes)
     for a in rec["agreement"].values():
         assert a["ok"] and a["max_rel"] <= zoo.MAX_REL and a["cosine"] >= zoo.MIN_COSINE
     assert rec["caffe_layers"] > 0 and rec["parameters"] > 0

@@ -258,16 +258,35 @@ def _check_files(cfg: Config) -> list[Path]:
 def run_calibration(cfg: Config, runtime=None, warn: Callable[[str], None] | None = None) -> Result:
     """Run the whole job and write cfg.output. runtime: an open Runtime to use (else one is opened
     and closed here)."""
+    return run_calibrations(cfg, {cfg.method: cfg.output}, runtime, warn)[cfg.method]
+
+
+def run_calibrations(
+    cfg: Config,
+    outputs: dict[str, str],
+    runtime=None,
+    warn: Callable[[str], None] | None = None,
+) -> dict[str, Result]:
+    """One table per method (outputs: method -> table path) from one set of forward passes: the blob
+    statistics are gathered once with what every method needs, then each method's thresholds and weight
+    scales are computed and its table written. Returns method -> Result."""
+    from dataclasses import replace
+
     from onnx2caffe.caffe_net import CaffeNet
 
     warn = warn or (lambda msg: print(f"onnx2caffe: warning: {msg}", file=sys.stderr))
-    if cfg.method not in METHODS:
-        raise ValueError(f"unknown method {cfg.method!r}")
+    methods = list(outputs)
+    for m in methods:
+        if m not in METHODS:
+            raise ValueError(f"unknown method {m!r}")
     t_start = time.perf_counter()
     paths = _check_files(cfg)
-    family = METHOD_FAMILY[cfg.method]
     net = CaffeNet.load(cfg.proto, cfg.model)
-    quant, rewritten = find_quant_layers(net, family, cfg.group == 1)
+    quants = {}
+    rewritten = None
+    for m in methods:
+        quants[m], rewritten = find_quant_layers(net, METHOD_FAMILY[m], cfg.group == 1)
+    quant = quants[methods[0]]
     if not quant:
         raise InputFileError(
             f"{cfg.proto}: no quantisable layer (Convolution or InnerProduct with weights) in the TEST net"
@@ -293,7 +312,7 @@ def run_calibration(cfg: Config, runtime=None, warn: Callable[[str], None] | Non
                 if missing:
                     raise InputFileError(f"the {rt.name} runtime cannot return blob(s) {', '.join(missing)}")
                 seconds["setup"] = time.perf_counter() - t_start
-                stats, used, skipped, secs = _collect(model, in_name, blobs, paths, pre, cfg, warn)
+                stats, used, skipped, secs = _collect(model, in_name, blobs, paths, pre, cfg, warn, methods)
                 seconds.update(secs)
             finally:
                 model.close()
@@ -301,24 +320,30 @@ def run_calibration(cfg: Config, runtime=None, warn: Callable[[str], None] | Non
         if own_rt:
             rt.close()
 
-    t0 = time.perf_counter()
-    results = []
-    per_blob: dict[str, tuple[M.Threshold, float | None]] = {}
-    for q in quant:
-        if q.run_blob not in per_blob:
-            per_blob[q.run_blob] = _threshold(stats[q.run_blob], cfg, q, warn)
-        th, clipped = per_blob[q.run_blob]
-        results.append(LayerResult(q, stats[q.run_blob].absmax, th.threshold, th.scale, th.kl, clipped))
-    style = "legacy" if family == "legacy" else "ncnn"
-    write_table(
-        cfg.output,
-        [(r.layer.name, r.layer.weight_scales) for r in results],
-        [(r.layer.name, r.scale) for r in results],
-        style,
-    )
-    seconds["thresholds"] = time.perf_counter() - t0
-    seconds["total"] = time.perf_counter() - t_start
-    return Result(results, used, skipped, seconds, rt.name, style)
+    out: dict[str, Result] = {}
+    for m in methods:
+        t0 = time.perf_counter()
+        mcfg = replace(cfg, method=m, output=outputs[m])
+        results = []
+        per_blob: dict[str, tuple[M.Threshold, float | None]] = {}
+        for q in quants[m]:
+            if q.run_blob not in per_blob:
+                per_blob[q.run_blob] = _threshold(stats[q.run_blob], mcfg, q, warn)
+            th, clipped = per_blob[q.run_blob]
+            results.append(LayerResult(q, stats[q.run_blob].absmax, th.threshold, th.scale, th.kl, clipped))
+        family = METHOD_FAMILY[m]
+        style = "legacy" if family == "legacy" else "ncnn"
+        write_table(
+            outputs[m],
+            [(r.layer.name, r.layer.weight_scales) for r in results],
+            [(r.layer.name, r.scale) for r in results],
+            style,
+        )
+        secs = dict(seconds)
+        secs["thresholds"] = time.perf_counter() - t0
+        secs["total"] = time.perf_counter() - t_start
+        out[m] = Result(results, used, skipped, secs, rt.name, style)
+    return out
 
 
 def _threshold(st: BlobStats, cfg: Config, q: QuantLayer, warn) -> tuple[M.Threshold, float | None]:
@@ -394,14 +419,15 @@ def _ncnn_counts(k: _Kept, absmax: float, signed: bool) -> np.ndarray:
     return counts
 
 
-def _collect(model, in_name: str, blobs: Sequence[str], paths, pre, cfg: Config, warn):
+def _collect(model, in_name: str, blobs: Sequence[str], paths, pre, cfg: Config, warn, methods=None):
     """Pass 1 (absmax per blob; the activations kept in memory while they fit in cfg.cache_mb) and
     pass 2 (histograms: from memory, else from a second forward). The forward of the next image runs in
     a helper thread while this one works on the previous image's blobs (the runtimes release the GIL
     while the net runs: OpenCV in its C++ code, pycaffe waiting on its worker process)."""
     stats = {b: BlobStats() for b in blobs}
-    need_ncnn_hist = cfg.method in ("kl", "percentile") or cfg.report
-    need_legacy_hist = cfg.method == "kl-legacy"
+    methods = methods or [cfg.method]
+    need_ncnn_hist = any(m in ("kl", "percentile") for m in methods) or cfg.report
+    need_legacy_hist = "kl-legacy" in methods
     need_pass2 = need_ncnn_hist or need_legacy_hist
     mode = "signed" if need_ncnn_hist and need_legacy_hist else ("pos" if need_legacy_hist else "abs")
     budget = cfg.cache_mb * 2**20 if need_pass2 else 0

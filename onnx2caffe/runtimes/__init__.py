@@ -2,10 +2,18 @@
 
     rt = get_runtime("pycaffe")            # real Caffe, in a worker process (see pycaffe.py)
     rt = get_runtime("opencv")             # cv2.dnn.readNetFromCaffe, in-process (see opencv.py)
+    rt = get_runtime("ncnn")               # the model converted to ncnn and run there (see ncnn.py)
     with rt.load("m.prototxt", "m.caffemodel") as model:
         outs = model.run({"data": x}, outputs=["prob"])
 
-Both raise RuntimeUnavailableError (saying how to install them) when they cannot start, and
+Which run by default. The Caffe runtimes (RUNTIME_NAMES: pycaffe, opencv) are the default of convert,
+verify and `--runtime all`: they answer "is this Caffe model right", on real Caffe and on the most common
+other consumer. ncnn (OTHER_RUNTIMES) runs only when asked (`--runtime ncnn`): it is not a Caffe
+implementation but a target reached through one more conversion (onnx2caffe.ncnn), it cannot express
+every Caffe model (5-D blobs, layers that mix the samples of a batch, ...), and a default check that
+silently skipped it for such models would say little.
+
+All raise RuntimeUnavailableError (saying how to install them) when they cannot start, and
 RuntimeExecutionError (one line, naming the file) when a model fails to load or run.
 """
 
@@ -17,9 +25,19 @@ from pathlib import Path
 from onnx2caffe.errors import RuntimeUnavailableError
 from onnx2caffe.runtimes.base import LoadedModel, Runtime
 
-RUNTIME_NAMES = ("pycaffe", "opencv")
+RUNTIME_NAMES = ("pycaffe", "opencv")  # the Caffe runtimes: the defaults, and what "all" means
+OTHER_RUNTIMES = ("ncnn",)  # run only when named
+ALL_RUNTIME_NAMES = RUNTIME_NAMES + OTHER_RUNTIMES
 
-__all__ = ["RUNTIME_NAMES", "LoadedModel", "Runtime", "available_runtimes", "get_runtime"]
+__all__ = [
+    "ALL_RUNTIME_NAMES",
+    "OTHER_RUNTIMES",
+    "RUNTIME_NAMES",
+    "LoadedModel",
+    "Runtime",
+    "available_runtimes",
+    "get_runtime",
+]
 
 
 def get_runtime(name: str, caffe_root: str | Path | None = None) -> Runtime:
@@ -33,17 +51,23 @@ def get_runtime(name: str, caffe_root: str | Path | None = None) -> Runtime:
         from onnx2caffe.runtimes.opencv import OpenCVRuntime
 
         return OpenCVRuntime()
-    raise RuntimeUnavailableError(f"unknown Caffe runtime {name!r}; choose one of {', '.join(RUNTIME_NAMES)}")
+    if name == "ncnn":
+        from onnx2caffe.runtimes.ncnn import NcnnRuntime
+
+        return NcnnRuntime()
+    raise RuntimeUnavailableError(
+        f"unknown Caffe runtime {name!r}; choose one of {', '.join(ALL_RUNTIME_NAMES)}"
+    )
 
 
 _available_cache: dict[tuple, bool] = {}
 
 
-def available_runtimes() -> list[str]:
-    """Names of the runtimes that start here (each one is tried once per process and configuration;
-    pycaffe's check starts and stops its worker, about a second)."""
-    names = []
-    for name in RUNTIME_NAMES:
+def available_runtimes(names: tuple[str, ...] = RUNTIME_NAMES) -> list[str]:
+    """Which of `names` (default: the Caffe runtimes) start here (each one is tried once per process and
+    configuration; pycaffe's check starts and stops its worker, about a second)."""
+    found = []
+    for name in names:
         key = (name, os.environ.get("ONNX2CAFFE_CAFFE_ROOT"), os.environ.get("ONNX2CAFFE_CAFFE_PYTHON"))
         if key not in _available_cache:
             try:
@@ -52,5 +76,5 @@ def available_runtimes() -> list[str]:
             except RuntimeUnavailableError:
                 _available_cache[key] = False
         if _available_cache[key]:
-            names.append(name)
-    return names
+            found.append(name)
+    return found
