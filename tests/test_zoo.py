@@ -157,6 +157,7 @@ def test_zoo_record_and_table(tmp_path):
             "opencv": {"max_rel": 5e-7, "cosine": 0.9999999, "max_abs": 2e-6, "ok": True},
         },
         "times": {"export": 4.0, "simplify": 1.0, "convert": 0.5, "verify": {"pycaffe": 1.0, "opencv": 0.5}},
+        "deploy": {"caffe_ms": 31.2, "onnx_ms": 30.1, "ratio": 31.2 / 30.1, "repeat": 5},
         "outcome": "verified",
     }
     refused = {
@@ -178,6 +179,7 @@ def test_zoo_record_and_table(tmp_path):
     assert text.startswith(zoo.TABLE_HEADER)
     assert "do not edit by hand" in text.lower()
     assert "| resnet18 | 1x3x224x224 | 11.7 | 53 | 3.0e-07 / 1.0000000 |" in text
+    assert "| 5.0e-07 / 0.9999999 | 31 / 30 (1.0x) |" in text
     assert "Erf x12: no mapper" in text
     assert "1 refused" in text and "1 verified" in text and "pycaffe 1" in text
     s = zoo.summary(records)
@@ -190,3 +192,42 @@ def test_zoo_model_list():
     for n in ("resnet18", "vgg16", "inception_v3", *zoo.SEGMENTATION):
         assert n in names
     assert zoo.input_size("inception_v3") == 299 and zoo.input_size("resnet18") == 224
+
+
+def test_zoo_deploy_speed(tmp_path):
+    """OpenCV's forward timed for the Caffe files and the ONNX file (in a child process: an OpenCV crash on a
+    file becomes a note); a file OpenCV cannot load is an error entry, not an exception."""
+    pytest.importorskip("cv2")
+    import numpy as np
+    import onnx
+    from onnx import helper, numpy_helper
+
+    from onnx2caffe.convert import convert
+
+    w = numpy_helper.from_array(
+        np.random.default_rng(0).standard_normal((4, 3, 3, 3)).astype(np.float32), "w"
+    )
+    graph = helper.make_graph(
+        [
+            helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+            helper.make_node("Relu", ["c"], ["y"]),
+        ],
+        "g",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, (1, 3, 16, 16))],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, (1, 4, 16, 16))],
+        [w],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    onnx.save(model, tmp_path / "m.onnx")
+    result = convert(model, str(tmp_path / "m"), check=False)
+    d = zoo.deploy_speed_isolated(
+        str(tmp_path / "m.onnx"), result.prototxt, result.caffemodel, (1, 3, 16, 16), 2
+    )
+    assert (
+        d["caffe_ms"] > 0 and d["onnx_ms"] > 0 and d["ratio"] == pytest.approx(d["caffe_ms"] / d["onnx_ms"])
+    )
+    (tmp_path / "bad.onnx").write_bytes(b"not an onnx file")
+    d = zoo.deploy_speed_isolated(
+        str(tmp_path / "bad.onnx"), result.prototxt, result.caffemodel, (1, 3, 16, 16), 1
+    )
+    assert "error" in d
