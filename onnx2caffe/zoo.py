@@ -28,6 +28,7 @@ import contextlib
 import json
 import math
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -555,6 +556,24 @@ def summary(records: list[dict]) -> dict[str, Any]:
     return out
 
 
+def _deploy_summary(records: list[dict]) -> list[str]:
+    """Median Caffe / ONNX forward-time ratio on OpenCV, convolutional nets and transformers apart."""
+    groups: dict[str, list[float]] = {"convolutional nets": [], "transformers": []}
+    for r in records:
+        d = r.get("deploy") or {}
+        if "ratio" in d:
+            kind = "transformers" if r["model"].startswith(_TRANSFORMERS) else "convolutional nets"
+            groups[kind].append(float(d["ratio"]))
+    parts = [
+        f"median {statistics.median(v):.2f}x over {len(v)} {k} ({min(v):.2f}x - {max(v):.2f}x)"
+        for k, v in groups.items()
+        if v
+    ]
+    if not parts:
+        return []
+    return ["OpenCV forward time, Caffe files / ONNX file (one thread): " + "; ".join(parts) + "."]
+
+
 def render_markdown(records: list[dict]) -> str:
     s = summary(records)
     lines = [
@@ -562,11 +581,18 @@ def render_markdown(records: list[dict]) -> str:
         "",
         "# The torchvision zoo on standard Caffe",
         "",
-        "Each model: random weights and BatchNorm statistics, exported (TorchScript exporter, opset 13; dynamo where",
-        "the TorchScript exporter cannot), simplified, converted and run on real Caffe (pycaffe) and OpenCV against",
-        "onnxruntime on a seeded random input. Agreement is `max_rel / cosine` (max |caffe - onnxruntime| over",
-        f"max |onnxruntime|; pass: max_rel <= {MAX_REL:g} and cosine >= {MIN_COSINE}). Times in seconds "
-        "(2-core machine).",
+        "Each model: random weights and BatchNorm statistics (all-zero weights randomised too), exported (TorchScript",
+        f"exporter, opset 13; where that fails, TorchScript at opset {FALLBACK_OPSET}, then the dynamo exporter), "
+        "simplified, converted and run",
+        "on real Caffe (pycaffe) and OpenCV against onnxruntime on a seeded random input. Agreement is",
+        "`max_rel / cosine` (max |caffe - onnxruntime| over max |onnxruntime|; pass: max_rel <= "
+        f"{MAX_REL:g} and cosine >= {MIN_COSINE}).",
+        "OpenCV ms: one forward on OpenCV's dnn module (one thread, default backend and target), the Caffe files",
+        f"against the (simplified) ONNX file, median of {DEPLOY_REPEAT} runs each, alternating; ratio = Caffe / ONNX; "
+        "`n/a`: OpenCV cannot",
+        "run the ONNX file (see the notes). Times in seconds, on a 2-core machine shared with other jobs: the "
+        "timings are",
+        "from one run and can be off by tens of percent.",
         "",
         f"{s['models']} models: "
         + ", ".join(f"{n} {k}" for k, n in sorted(s["outcomes"].items()))
@@ -579,6 +605,7 @@ def render_markdown(records: list[dict]) -> str:
             f"Worst verified agreement on {rt}: max_rel {w['max_rel']:.2e} ({w['max_rel_model']}), "
             f"cosine {w['cosine']:.8f} ({w['cosine_model']})."
         )
+    lines += _deploy_summary(records)
     lines += [
         "",
         "| model | input | params (M) | Caffe layers | pycaffe | opencv | OpenCV ms Caffe / ONNX | export | simplify "
