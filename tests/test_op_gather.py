@@ -156,3 +156,39 @@ def test_where_computed_condition_refused():
         ConversionError, match="node 'w' \\(Where, opset 13\\): the condition is computed at run"
     ):
         convert(model, None, check=False)
+
+
+def test_shape_arithmetic_folds_into_a_constant_mask(tmp_path):
+    """Swin's shifted-window mask as an exporter writes it: int64 arithmetic on Shape(x) (Gather, Range, Mod,
+    Equal), a ScatterND into a zero tensor, a Where on it - constant once shapes are static: folded before
+    mapping, so only the masked Add of the activation remains (Scale with the folded mask as its bias)."""
+    i64 = np.int64
+    inits = {
+        "two": np.array(2, i64),
+        "zero": np.array(0, i64),
+        "one": np.array(1, i64),
+        "three": np.array(3, i64),
+        "idx": np.array([[0, 0], [1, 1]], i64),
+        "upd": np.array([1.0, 2.0], np.float32),
+        "base": np.zeros((4, 6), np.float32),
+        "neg": np.array(-100.0, np.float32),
+        "zf": np.array(0.0, np.float32),
+    }
+    nodes = [
+        helper.make_node("Shape", ["x"], ["s"]),
+        helper.make_node("Gather", ["s", "three"], ["w"], axis=0),  # W = 6
+        helper.make_node("Range", ["zero", "w", "one"], ["r"]),
+        helper.make_node("Mod", ["r", "two"], ["odd"]),
+        helper.make_node("Cast", ["odd"], ["oddf"], to=1),
+        helper.make_node("ScatterND", ["base", "idx", "upd"], ["grid"]),
+        helper.make_node("Add", ["grid", "oddf"], ["ids"]),
+        helper.make_node("Equal", ["ids", "zf"], ["same"]),
+        helper.make_node("Where", ["same", "zf", "neg"], ["mask"]),
+        helper.make_node("Add", ["x", "mask"], ["y"]),
+    ]
+    model = make_model(nodes, {"x": (2, 3, 4, 6)}, {"y": None}, initializers=inits, opset=13)
+    g = OnnxGraph.load(model)
+    run_passes(g)
+    assert [n.op_type for n in g.graph.node] == ["Add"]
+    net = check_conversion(model, tmp_path, **EXACT)
+    assert _types(net) == ["Scale"]
