@@ -8,6 +8,11 @@ both alike. Prints the median of each and their ratio (Caffe / ONNX), measured i
 <= 1.2x for every net. A net the converter refuses, or whose ONNX file OpenCV cannot load, is listed with why.
 
     .venv/bin/python benchmarks/deploy.py [--nets yolov8n,smp-unet-resnet18] [--repeat 20] [--work DIR] [--ci]
+
+--zoo MODELS times torchvision zoo models instead (onnx2caffe/zoo.py: exported, converted and verified on OpenCV
+as `make zoo` does, files under --work/zoo/; zoo.deploy_speed, alternating, median of --repeat): a comma list, or
+`transformers` for the five transformer families' smallest members (convnext_tiny, swin_t, swin_v2_t, vit_b_16,
+maxvit_t). `make zoo` records the same measurement (median of 5) for every model in docs/zoo.md.
 """
 
 from __future__ import annotations
@@ -101,6 +106,23 @@ def bench(name: str, shape, work: str, repeat: int, warmup: int) -> dict:
     return row
 
 
+ZOO_TRANSFORMERS = ("convnext_tiny", "swin_t", "swin_v2_t", "vit_b_16", "maxvit_t")
+
+
+def bench_zoo(name: str, work: str, repeat: int) -> dict:
+    """One torchvision zoo model at the zoo's input size: layers, Caffe / ONNX medians on OpenCV, ratio."""
+    from onnx2caffe import zoo
+
+    rec = zoo.run_model(name, runtimes=["opencv"], keep_dir=os.path.join(work, "zoo"), deploy_repeat=repeat)
+    row = {"net": name, "input": "x".join(map(str, rec["input_shape"]))}
+    d = rec.get("deploy") or {}
+    if rec["outcome"] != "verified" or "error" in d:
+        row["note"] = rec.get("message") or d.get("error") or rec["outcome"]
+        return row
+    row.update(layers=rec["caffe_layers"], caffe_ms=d["caffe_ms"], onnx_ms=d["onnx_ms"], ratio=d["ratio"])
+    return row
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--nets", default=None, help="comma-separated family nets (default: all)")
@@ -108,7 +130,12 @@ def main(argv=None) -> int:
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--work", default=os.path.join("out", "families-work"), help="kept models, package caches")
     p.add_argument("--ci", action="store_true", help="the CI subset's nets and input shapes (quick)")
+    p.add_argument(
+        "--zoo", default=None, help="torchvision zoo models (comma list, or 'transformers') instead"
+    )
     args = p.parse_args(argv)
+    if args.zoo:
+        return _main_zoo(args)
 
     os.makedirs(args.work, exist_ok=True)
     from onnx2caffe.families_models import family_nets, get_net, isolate_package_files
@@ -148,6 +175,25 @@ def main(argv=None) -> int:
             f"{len(ratios)} nets timed: ratio median {statistics.median(ratios):.2f}, worst {worst['ratio']:.2f} "
             f"({worst['net']}); over {GOAL}x: {', '.join(over) if over else 'none'}"
         )
+    return 0
+
+
+def _main_zoo(args) -> int:
+    import cv2
+
+    names = ZOO_TRANSFORMERS if args.zoo == "transformers" else [n for n in args.zoo.split(",") if n]
+    print(f"OpenCV {cv2.__version__}, cv2.setNumThreads(1), default backend/target; median of {args.repeat}")
+    print(f"{'model':20s} {'input':>14s} {'layers':>6s} {'caffe ms':>9s} {'onnx ms':>9s} {'ratio':>6s}")
+    for name in names:
+        row = bench_zoo(name, args.work, args.repeat)
+        if "ratio" in row:
+            print(
+                f"{name:20s} {row['input']:>14s} {row['layers']:6d} {row['caffe_ms']:9.1f} {row['onnx_ms']:9.1f} "
+                f"{row['ratio']:6.2f}"
+            )
+        else:
+            print(f"{name:20s} {row['input']:>14s}  -- {row['note']}")
+        sys.stdout.flush()
     return 0
 
 

@@ -1,7 +1,8 @@
 """The torchvision model zoo, one net at a time: build -> export -> simplify -> convert -> verify -> JSON record.
 
 For one torchvision model name: build it with random weights (``weights=None``; segmentation models also
-``weights_backbone=None``) and random BatchNorm statistics (the exporter's ``randomize_batchnorm``), export it
+``weights_backbone=None``), random BatchNorm statistics (the exporter's ``randomize_batchnorm``) and random values
+for the weights a net initialises to zeros (ViT's head and class token, else its output is constant), export it
 with the default exporter (TorchScript, opset 13; when that exporter cannot export the model the dynamo exporter
 is tried, and the record says so), simplify it with onnx-simplifier, check it against PyTorch, convert it and run
 the Caffe model on real Caffe (pycaffe) and OpenCV against onnxruntime on a seeded random input. A model with
@@ -27,6 +28,7 @@ import contextlib
 import json
 import math
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -89,22 +91,50 @@ def input_size(name: str) -> int:
     return 299 if name == "inception_v3" else 224
 
 
-def build_model(name: str, seed: int = 0):
-    """The torchvision model with random weights and random BatchNorm statistics, in eval mode."""
+def randomize_zero_weights(model, seed: int = 0) -> list[str]:
+    """Give every all-zero weight tensor (rank >= 2) random N(0, 0.02) values; returns their names.
+
+    Some nets initialise a weight to zeros (ViT's classification head and class token): with weights=None their
+    output would be the bias alone, whatever the input, and a comparison against onnxruntime would prove
+    nothing."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    names = []
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.ndim >= 2 and not bool(p.any()):
+                p.copy_(torch.randn(p.shape, generator=gen, dtype=p.dtype) * 0.02)
+                names.append(name)
+    return names
+
+
+def build_model(name: str, seed: int = 0, reinitialised: list | None = None, **model_kwargs):
+    """The torchvision model with random weights and random BatchNorm statistics, in eval mode; all-zero
+    weights are randomised too (their names appended to `reinitialised`)."""
     import torch
     import torchvision
 
-    from onnx2caffe.exporters.torch_export import randomize_batchnorm
-
     torch.manual_seed(seed)
-    kwargs: dict[str, Any] = {"weights": None}
+    kwargs: dict[str, Any] = {"weights": None, **model_kwargs}
     if name in SEGMENTATION:
         kwargs["weights_backbone"] = None  # the default would download ImageNet weights
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # GoogLeNet / Inception init warnings
         warnings.simplefilter("ignore", UserWarning)
         model = torchvision.models.get_model(name, **kwargs)
+    return prepare_model(model, seed, reinitialised)
+
+
+def prepare_model(model, seed: int = 0, reinitialised: list | None = None):
+    """Random BatchNorm statistics and random values for all-zero weights (names appended to `reinitialised`);
+    eval mode. What build_model does after constructing the net (tests use it on small variants)."""
+    from onnx2caffe.exporters.torch_export import randomize_batchnorm
+
     randomize_batchnorm(model, seed=seed)
+    names = randomize_zero_weights(model, seed)
+    if reinitialised is not None:
+        reinitialised.extend(names)
     return model.eval()
 
 
@@ -125,22 +155,35 @@ def _refusals(err) -> dict[str, dict[str, Any]]:
     return dict(sorted(out.items()))
 
 
+# the default TorchScript export at opset 13 fails for ViT (scaled_dot_product_attention needs opset 14): the
+# TorchScript exporter at this opset is tried next (its ViT file loads in OpenCV, which crashes on the dynamo
+# exporter's), then the dynamo exporter
+FALLBACK_OPSET = 17
+
+
 def _export(model, shape, exporter, opset, record):
-    """Export (timed separately from simplify); falls back to the dynamo exporter when the default fails."""
+    """Export (timed separately from simplify). With the default exporter, a failure at the default opset is
+    retried with TorchScript at FALLBACK_OPSET, then with the dynamo exporter; the record says which worked."""
     from onnx2caffe.exporters.torch_export import ExportError, export_onnx, random_inputs
 
     inputs = random_inputs([shape], 0)
-    t0 = time.perf_counter()
-    try:
-        proto, _ = export_onnx(model, [shape], exporter=exporter, opset=opset, example_inputs=inputs)
-        used = exporter
-    except ExportError as err:
-        if exporter not in (None, "torchscript"):
-            raise
-        record["export_note"] = f"torchscript exporter failed ({_one_line(err, 200)}); used dynamo"
+    attempts = [(exporter, opset)]
+    if exporter in (None, "torchscript") and opset is None:
+        attempts += [("torchscript", FALLBACK_OPSET), ("dynamo", None)]
+    failures = []
+    for used, used_opset in attempts:
         t0 = time.perf_counter()
-        proto, _ = export_onnx(model, [shape], exporter="dynamo", example_inputs=inputs)
-        used = "dynamo"
+        try:
+            proto, _ = export_onnx(model, [shape], exporter=used, opset=used_opset, example_inputs=inputs)
+            break
+        except ExportError as err:
+            if len(failures) + 1 == len(attempts):
+                raise
+            failures.append(
+                f"{used or 'torchscript'} (opset {used_opset or 'default'}) failed: {_one_line(err, 160)}"
+            )
+    if failures:
+        record["export_note"] = "; ".join(failures) + f"; used {used} (opset {used_opset or 'default'})"
     record["times"]["export"] = time.perf_counter() - t0
     from onnx2caffe.exporters.torch_export import onnx_opset
 
@@ -158,12 +201,16 @@ def run_model(
     exporter: str | None = None,
     opset: int | None = None,
     model: Any = None,
+    deploy_repeat: int = 0,
+    model_kwargs: dict | None = None,
 ) -> dict[str, Any]:
     """Run one net through the pipeline; returns its record (never raises for a model-side failure).
 
     runtimes: names (started and closed here) or runtime objects (borrowed). keep_dir: write the .onnx and the
     Caffe files under keep_dir/<name>/ (else into a temporary folder that is removed). model: an nn.Module to
-    use instead of building `name` (tests with small variants)."""
+    use instead of building `name` (tests with small variants); model_kwargs: constructor arguments for
+    torchvision's builder (image_size=..., partition_size=...). deploy_repeat > 0: also time OpenCV's forward of
+    the Caffe files against the ONNX file (deploy_speed, median of that many runs each)."""
     from onnx2caffe.errors import ConversionError, Onnx2CaffeError
 
     size = size or input_size(name)
@@ -180,7 +227,10 @@ def run_model(
     try:
         t0 = time.perf_counter()
         if model is None:
-            model = build_model(name, seed)
+            reinit: list[str] = []
+            model = build_model(name, seed, reinit, **(model_kwargs or {}))
+            if reinit:
+                record["reinitialised"] = reinit
         record["times"]["build"] = time.perf_counter() - t0
         params = sum(int(p.numel()) for p in model.parameters())
         buffers = sum(int(b.numel()) for b in model.buffers() if b.is_floating_point())
@@ -192,7 +242,9 @@ def run_model(
                 "protobuf message is limited to 2 GiB (Caffe cannot read a larger caffemodel)"
             )
             return record
-        _pipeline(record, model, shape, runtimes, keep_dir, seed, exporter, opset)
+        if model_kwargs:
+            record["model_kwargs"] = dict(model_kwargs)
+        _pipeline(record, model, shape, runtimes, keep_dir, seed, exporter, opset, deploy_repeat)
     except ConversionError as err:  # refused: some op has no exact standard-Caffe form
         record["outcome"] = "refused"
         ops = _refusals(err)
@@ -215,7 +267,7 @@ def run_model(
     return record
 
 
-def _pipeline(record, model, shape, runtimes, keep_dir, seed, exporter, opset):
+def _pipeline(record, model, shape, runtimes, keep_dir, seed, exporter, opset, deploy_repeat=0):
     import onnx
 
     from onnx2caffe.convert import convert, reference_outputs
@@ -240,7 +292,9 @@ def _pipeline(record, model, shape, runtimes, keep_dir, seed, exporter, opset):
         else:
             folder = os.path.join(keep_dir, record["model"])
             os.makedirs(folder, exist_ok=True)
-            onnx.save(proto, os.path.join(folder, record["model"] + ".onnx"))
+        onnx_path = os.path.join(folder, record["model"] + ".onnx")
+        if keep_dir is not None or deploy_repeat > 0:
+            onnx.save(proto, onnx_path)
         prefix = os.path.join(folder, record["model"])
         record["failed_step"] = "convert-failed"
         t0 = time.perf_counter()
@@ -270,6 +324,12 @@ def _pipeline(record, model, shape, runtimes, keep_dir, seed, exporter, opset):
         times["reference"] = time.perf_counter() - t0
         del proto
         _verify(record, result, feeds, refs, runtimes)
+        if deploy_repeat > 0 and all(a.get("ok") for a in record["agreement"].values()):
+            t0 = time.perf_counter()
+            record["deploy"] = deploy_speed_isolated(
+                onnx_path, result.prototxt, result.caffemodel, shape, deploy_repeat
+            )
+            times["deploy"] = time.perf_counter() - t0
     bad = [rt for rt, a in record["agreement"].items() if not a.get("ok")]
     record["outcome"] = (
         "verified"
@@ -321,6 +381,68 @@ def _verify(record, result, feeds, refs, runtimes):
         verify_times[name] = time.perf_counter() - t0
         record["agreement"][name] = entry
     record["times"]["verify"] = verify_times
+
+
+DEPLOY_REPEAT = 5
+
+
+def deploy_speed(onnx_path: str, prototxt: str, caffemodel: str, shape, repeat: int = DEPLOY_REPEAT) -> dict:
+    """One forward on OpenCV's dnn module (default backend and target, one thread), the Caffe files vs the ONNX
+    file: {"caffe_ms", "onnx_ms" (medians of `repeat` forwards after one warm-up each, Caffe and ONNX
+    alternating so that drifts in machine load hit both alike), "ratio" (caffe / onnx)}, or {"error": why} when
+    OpenCV cannot load or run the ONNX file."""
+    import statistics
+
+    import cv2
+
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        caffe = cv2.dnn.readNetFromCaffe(prototxt, caffemodel)
+        try:
+            ref = cv2.dnn.readNetFromONNX(onnx_path)
+        except cv2.error as err:
+            return {"error": "OpenCV cannot load the ONNX file: " + _one_line(err, 200)}
+        x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+        nets = {"caffe": caffe, "onnx": ref}
+        outs = {k: list(n.getUnconnectedOutLayersNames()) for k, n in nets.items()}
+        times: dict[str, list[float]] = {"caffe": [], "onnx": []}
+        for i in range(repeat + 1):
+            for k, net in nets.items():
+                net.setInput(x)
+                t0 = time.perf_counter()
+                try:
+                    net.forward(outs[k])
+                except cv2.error as err:
+                    return {"error": f"OpenCV cannot run the {k} model: " + _one_line(err, 200)}
+                if i:
+                    times[k].append(time.perf_counter() - t0)
+        caffe_ms = 1e3 * statistics.median(times["caffe"])
+        onnx_ms = 1e3 * statistics.median(times["onnx"])
+        return {"caffe_ms": caffe_ms, "onnx_ms": onnx_ms, "ratio": caffe_ms / onnx_ms, "repeat": repeat}
+    finally:
+        cv2.setNumThreads(threads)
+
+
+def deploy_speed_isolated(onnx_path, prototxt, caffemodel, shape, repeat: int = DEPLOY_REPEAT) -> dict:
+    """deploy_speed in a child process: OpenCV's ONNX importer crashes (SIGSEGV) on some files (the dynamo
+    exporter's ViT), which must not take the zoo run down. Any failure becomes {"error": why}."""
+    import subprocess
+
+    cmd = [sys.executable, "-m", "onnx2caffe.zoo", "deploy", onnx_path, prototxt, caffemodel]
+    cmd += ["--shape", ",".join(str(d) for d in shape), "--repeat", str(repeat)]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+    except subprocess.TimeoutExpired:
+        return {"error": "OpenCV's forward timing did not finish in 1800 s"}
+    if proc.returncode != 0:
+        why = f"signal {-proc.returncode}" if proc.returncode < 0 else f"exit {proc.returncode}"
+        tail = _one_line(proc.stderr.strip().splitlines()[-1], 160) if proc.stderr.strip() else ""
+        return {"error": f"OpenCV crashed ({why}) timing the models" + (f": {tail}" if tail else "")}
+    try:
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return {"error": "no timing printed: " + _one_line(proc.stdout, 160)}
 
 
 # ------------------------------------------------------------------------------------------ records and table
@@ -387,12 +509,25 @@ def _fmt_agree(a: dict | None) -> str:
     return f"{rel:.1e} / {float(a['cosine']):.7f}" + ("" if a.get("ok") else " FAIL")
 
 
+def _fmt_deploy(d: dict | None) -> str:
+    if not d:
+        return ""
+    if "error" in d:
+        return "n/a"
+    return f"{d['caffe_ms']:.0f} / {d['onnx_ms']:.0f} ({d['ratio']:.1f}x)"
+
+
 def _reason(rec: dict) -> str:
     if rec["outcome"] == "refused":
         ops = rec.get("refused_ops", {})
         return "; ".join(f"{op} x{v['count']}: {v['reason']}" for op, v in ops.items()).replace("|", "\\|")
     if rec["outcome"] == "verified":
-        return rec.get("export_note", "")
+        notes = [rec.get("export_note", "")]
+        if rec.get("reinitialised"):
+            notes.append("all-zero weights randomised: " + ", ".join(rec["reinitialised"]))
+        if rec.get("deploy", {}).get("error"):
+            notes.append("deploy timing: " + rec["deploy"]["error"])
+        return "; ".join(n for n in notes if n).replace("|", "\\|")
     return rec.get("message", "").replace("|", "\\|")
 
 
@@ -421,6 +556,24 @@ def summary(records: list[dict]) -> dict[str, Any]:
     return out
 
 
+def _deploy_summary(records: list[dict]) -> list[str]:
+    """Median Caffe / ONNX forward-time ratio on OpenCV, convolutional nets and transformers apart."""
+    groups: dict[str, list[float]] = {"convolutional nets": [], "transformers": []}
+    for r in records:
+        d = r.get("deploy") or {}
+        if "ratio" in d:
+            kind = "transformers" if r["model"].startswith(_TRANSFORMERS) else "convolutional nets"
+            groups[kind].append(float(d["ratio"]))
+    parts = [
+        f"median {statistics.median(v):.2f}x over {len(v)} {k} ({min(v):.2f}x - {max(v):.2f}x)"
+        for k, v in groups.items()
+        if v
+    ]
+    if not parts:
+        return []
+    return ["OpenCV forward time, Caffe files / ONNX file (one thread): " + "; ".join(parts) + "."]
+
+
 def render_markdown(records: list[dict]) -> str:
     s = summary(records)
     lines = [
@@ -428,11 +581,18 @@ def render_markdown(records: list[dict]) -> str:
         "",
         "# The torchvision zoo on standard Caffe",
         "",
-        "Each model: random weights and BatchNorm statistics, exported (TorchScript exporter, opset 13; dynamo where",
-        "the TorchScript exporter cannot), simplified, converted and run on real Caffe (pycaffe) and OpenCV against",
-        "onnxruntime on a seeded random input. Agreement is `max_rel / cosine` (max |caffe - onnxruntime| over",
-        f"max |onnxruntime|; pass: max_rel <= {MAX_REL:g} and cosine >= {MIN_COSINE}). Times in seconds "
-        "(2-core machine).",
+        "Each model: random weights and BatchNorm statistics (all-zero weights randomised too), exported (TorchScript",
+        f"exporter, opset 13; where that fails, TorchScript at opset {FALLBACK_OPSET}, then the dynamo exporter), "
+        "simplified, converted and run",
+        "on real Caffe (pycaffe) and OpenCV against onnxruntime on a seeded random input. Agreement is",
+        "`max_rel / cosine` (max |caffe - onnxruntime| over max |onnxruntime|; pass: max_rel <= "
+        f"{MAX_REL:g} and cosine >= {MIN_COSINE}).",
+        "OpenCV ms: one forward on OpenCV's dnn module (one thread, default backend and target), the Caffe files",
+        f"against the (simplified) ONNX file, median of {DEPLOY_REPEAT} runs each, alternating; ratio = Caffe / ONNX; "
+        "`n/a`: OpenCV cannot",
+        "run the ONNX file (see the notes). Times in seconds, on a 2-core machine shared with other jobs: the "
+        "timings are",
+        "from one run and can be off by tens of percent.",
         "",
         f"{s['models']} models: "
         + ", ".join(f"{n} {k}" for k, n in sorted(s["outcomes"].items()))
@@ -445,11 +605,12 @@ def render_markdown(records: list[dict]) -> str:
             f"Worst verified agreement on {rt}: max_rel {w['max_rel']:.2e} ({w['max_rel_model']}), "
             f"cosine {w['cosine']:.8f} ({w['cosine_model']})."
         )
+    lines += _deploy_summary(records)
     lines += [
         "",
-        "| model | input | params (M) | Caffe layers | pycaffe | opencv | export | simplify | convert | verify "
-        "| outcome | notes |",
-        "|---|---|---:|---:|---|---|---:|---:|---:|---:|---|---|",
+        "| model | input | params (M) | Caffe layers | pycaffe | opencv | OpenCV ms Caffe / ONNX | export | simplify "
+        "| convert | verify | outcome | notes |",
+        "|---|---|---:|---:|---|---|---:|---:|---:|---:|---:|---|---|",
     ]
     for r in records:
         t = r.get("times", {})
@@ -464,6 +625,7 @@ def render_markdown(records: list[dict]) -> str:
                     str(r.get("caffe_layers", "")),
                     _fmt_agree(r.get("agreement", {}).get("pycaffe")),
                     _fmt_agree(r.get("agreement", {}).get("opencv")),
+                    _fmt_deploy(r.get("deploy")),
                     _fmt_time(t.get("export")),
                     _fmt_time(t.get("simplify")),
                     _fmt_time(t.get("convert")),
@@ -496,6 +658,8 @@ def _print_record(rec: dict) -> None:
         parts.append(f"{rec['caffe_layers']} Caffe layers")
     for rt, a in rec.get("agreement", {}).items():
         parts.append(f"{rt} {_fmt_agree(a)}")
+    if rec.get("deploy"):
+        parts.append(f"OpenCV ms Caffe / ONNX {_fmt_deploy(rec['deploy'])}")
     parts.append(
         "times "
         + ", ".join(
@@ -522,12 +686,31 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--skip-existing", action="store_true", help="skip models that already have a record")
     p.add_argument("--runtimes", default=",".join(RUNTIMES))
+    p.add_argument(
+        "--deploy-repeat",
+        type=int,
+        default=DEPLOY_REPEAT,
+        help=f"time OpenCV's forward of the Caffe vs the ONNX model, median of N runs (default {DEPLOY_REPEAT}; 0: off)",
+    )
+    d = sub.add_parser(
+        "deploy", help="time OpenCV's forward: Caffe files vs ONNX file (prints one JSON line)"
+    )
+    d.add_argument("onnx")
+    d.add_argument("prototxt")
+    d.add_argument("caffemodel")
+    d.add_argument("--shape", required=True, help="input shape, e.g. 1,3,224,224")
+    d.add_argument("--repeat", type=int, default=DEPLOY_REPEAT)
     t = sub.add_parser("table", help="render every record as Markdown")
     t.add_argument("--results", default=DEFAULT_RESULTS)
     t.add_argument("-o", "--output", default=os.path.join("docs", "zoo.md"))
     args = parser.parse_args(argv)
     if args.cmd == "list":
         print("\n".join(zoo_models()))
+        return 0
+    if args.cmd == "deploy":
+        shape = tuple(int(v) for v in args.shape.split(","))
+        out = deploy_speed(args.onnx, args.prototxt, args.caffemodel, shape, args.repeat)
+        print(json.dumps(_jsonable(out)))
         return 0
     if args.cmd == "table":
         path = write_table(args.results, args.output)
@@ -539,7 +722,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.skip_existing and os.path.exists(record_path(args.results, name)):
             print(f"{name}: record exists, skipped")
             continue
-        rec = run_model(name, size=args.size, runtimes=runtimes, keep_dir=args.keep)
+        rec = run_model(
+            name, size=args.size, runtimes=runtimes, keep_dir=args.keep, deploy_repeat=args.deploy_repeat
+        )
         write_record(rec, args.results)
         _print_record(rec)
         sys.stdout.flush()

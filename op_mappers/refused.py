@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from onnx2caffe.registry import register
 
-from .gelu import ERF_REASON
-
 _NO_LAYER = "no BVLC Caffe layer computes {what}"
 _ROUNDING = (
     "; the float32 trick (x + 1.5 * 2^23) - 1.5 * 2^23 rounds only |x| <= 2^22, and an exact form for every "
@@ -20,7 +18,6 @@ _ROUNDING = (
 )
 
 REASONS = {
-    "Erf": "Erf (used by GELU) has no exact Caffe form: " + ERF_REASON,
     "Sin": "Sin (e.g. in rotated-box decodes) has no exact Caffe form: " + _NO_LAYER.format(what="sine"),
     "Cos": "Cos (e.g. in rotated-box decodes) has no exact Caffe form: " + _NO_LAYER.format(what="cosine"),
     "Tan": "Tan has no exact Caffe form: " + _NO_LAYER.format(what="a trigonometric function"),

@@ -196,11 +196,11 @@ def test_refusals_name_op_and_reason(tmp_path):
     one error, and nothing is written."""
     nodes = [
         helper.make_node("Relu", ["x"], ["a"], name="ok"),
-        helper.make_node("Erf", ["a"], ["b"], name="erf"),
+        helper.make_node("Tan", ["a"], ["b"], name="tan"),
         helper.make_node("Sin", ["b"], ["c"], name="sin"),
         helper.make_node("Cos", ["c"], ["d"], name="cos"),
         helper.make_node("Floor", ["d"], ["e"], name="floor"),
-        helper.make_node("Gelu", ["e"], ["f"], name="gelu"),
+        helper.make_node("Round", ["e"], ["f"], name="round"),
         helper.make_node("Atan", ["f"], ["y"], name="atan"),
     ]
     model = make_model(nodes, {"x": (1, 3, 4, 4)}, {"y": None}, opset=20)
@@ -209,15 +209,15 @@ def test_refusals_name_op_and_reason(tmp_path):
     msg = str(info.value)
     assert "cannot convert 6 node(s)" in msg and "\n" not in msg
     for expected in (
-        "node 'erf' (Erf, opset 20): Erf (used by GELU) has no exact Caffe form: no BVLC Caffe layer computes erf",
+        "node 'tan' (Tan, opset 20): Tan has no exact Caffe form: no BVLC Caffe layer computes a trigonometric",
         "node 'sin' (Sin, opset 20): Sin (e.g. in rotated-box decodes) has no exact Caffe form",
         "node 'cos' (Cos, opset 20): Cos",
         "node 'floor' (Floor, opset 20): Floor has no Caffe form: no BVLC Caffe layer computes an integer rounding",
-        "node 'gelu' (Gelu, opset 20): attribute approximate='none': GELU's erf form has no exact Caffe form",
+        "node 'round' (Round, opset 20): Round has no Caffe form: no BVLC Caffe layer computes an integer rounding",
         "node 'atan' (Atan, opset 20): Atan has no exact Caffe form",
     ):
         assert expected in msg
-    assert [e.node_name for e in info.value.errors] == ["erf", "sin", "cos", "floor", "gelu", "atan"]
+    assert [e.node_name for e in info.value.errors] == ["tan", "sin", "cos", "floor", "round", "atan"]
     assert not (tmp_path / "out").exists()
 
 

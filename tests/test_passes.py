@@ -205,3 +205,80 @@ def test_remove_dead_nodes():
     model = make_model(nodes, {"x": (2, 3)}, {"y": None})
     g, applied = _passed(model)
     assert _ops(g) == ["Relu"] and applied == ["remove_dead_nodes"]
+
+
+# ------------------------------------------------------------------------------------------ sink_channels_last
+
+
+def _channels_last_block(variant: str):
+    """ConvNeXt's block between Transposes: LayerNorm over C, Linear (C -> 4C), GELU, Linear (4C -> C), * gamma."""
+    rng = np.random.default_rng(0)
+    c = 8
+    inits = {
+        "g": rng.standard_normal(c).astype(np.float32),
+        "b": rng.standard_normal(c).astype(np.float32),
+        "w1": rng.standard_normal((c, 4 * c)).astype(np.float32),
+        "b1": rng.standard_normal(4 * c).astype(np.float32),
+        "w2": rng.standard_normal((4 * c, c)).astype(np.float32),
+        "b2": rng.standard_normal(c).astype(np.float32),
+        "gamma": rng.standard_normal(c).astype(np.float32),
+    }
+    nodes = [
+        helper.make_node("Transpose", ["x"], ["t"], perm=[0, 2, 3, 1]),
+        helper.make_node("LayerNormalization", ["t", "g", "b"], ["ln"], axis=-1, epsilon=1e-6),
+    ]
+    if variant == "matmul":  # 4-D MatMul + Add
+        nodes += [
+            helper.make_node("MatMul", ["ln", "w1"], ["h"]),
+            helper.make_node("Add", ["h", "b1"], ["hb"]),
+            helper.make_node("Relu", ["hb"], ["a"]),
+            helper.make_node("MatMul", ["a", "w2"], ["o"]),
+            helper.make_node("Add", ["b2", "o"], ["ob"]),
+        ]
+    else:  # flattened to (N * H * W, C) around Gemm layers, as TorchScript writes nn.Linear
+        inits["flat"] = np.array([-1, c], np.int64)
+        inits["back"] = np.array([2, 5, 6, c], np.int64)
+        nodes += [
+            helper.make_node("Reshape", ["ln", "flat"], ["f"]),
+            helper.make_node("Gemm", ["f", "w1", "b1"], ["h"]),
+            helper.make_node("Relu", ["h"], ["a"]),
+            helper.make_node("Gemm", ["a", "w2", "b2"], ["o"]),
+            helper.make_node("Reshape", ["o", "back"], ["ob"]),
+        ]
+    nodes += [
+        helper.make_node("Mul", ["ob", "gamma"], ["s"]),
+        helper.make_node("Transpose", ["s"], ["y"], perm=[0, 3, 1, 2]),
+    ]
+    return nodes, inits
+
+
+@pytest.mark.parametrize("variant", ["matmul", "gemm"])
+def test_sink_channels_last(tmp_path, variant):
+    nodes, inits = _channels_last_block(variant)
+    model = make_model(nodes, {"x": (2, 8, 5, 6)}, {"y": None}, initializers=inits, opset=17)
+    g = OnnxGraph.load(model)
+    assert "sink_channels_last" in run_passes(g)
+    ops = _ops(g)
+    assert "Transpose" not in ops and "Reshape" not in ops
+    assert ops == ["LayerNorm", "Conv", "Relu", "Conv", "Mul"] or ops == [
+        "LayerNorm",
+        "Conv",
+        "Add",
+        "Relu",
+        "Conv",
+        "Add",
+        "Mul",
+    ]
+    net = check_conversion(model, tmp_path, max_rel=1e-5, cos=0.999999)
+    assert "Slice" not in [layer.type for layer in net.layers]  # no materialised transposes
+
+
+def test_sink_channels_last_leaves_spatial_ops():
+    """A Softmax over W between the Transposes mixes positions: the block stays channels-last."""
+    nodes, inits = _channels_last_block("matmul")
+    nodes.insert(5, helper.make_node("Softmax", ["a"], ["a2"], axis=2))
+    nodes[6] = helper.make_node("MatMul", ["a2", "w2"], ["o"])
+    model = make_model(nodes, {"x": (2, 8, 5, 6)}, {"y": None}, initializers=inits, opset=17)
+    g = OnnxGraph.load(model)
+    assert "sink_channels_last" not in run_passes(g)
+    assert _ops(g).count("Transpose") == 2

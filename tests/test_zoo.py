@@ -1,5 +1,5 @@
 """A CI subset of the torchvision zoo (onnx2caffe/zoo.py): one net per architectural family, end to end on real
-Caffe and OpenCV, plus one transformer that must be refused with the ops named and nothing written.
+Caffe and OpenCV, and the five transformer families (ConvNeXt, Swin, Swin-V2, ViT, MaxViT) at reduced sizes.
 
 Families: plain residual (resnet18), grouped conv (resnext50_32x4d), depthwise + inverted residuals
 (mobilenet_v2), channel shuffle (shufflenet_v2_x0_5), SE + SiLU (efficientnet_b0, regnet_y_400mf), HardSwish
@@ -84,17 +84,64 @@ def test_zoo_shufflenet_uses_channel_shuffle(caffe_runtimes):
     assert rec["caffe_layer_types"]["Concat"] >= 16 + 16  # the shuffle joins + the branch joins
 
 
-def test_zoo_transformer_refused(tmp_path):
-    """Swin-T uses GELU (Erf), which has no exact Caffe form: the refusal names it and says why, and no Caffe
-    file is written. Its LayerNorms (ReduceMean over the last axis, Pow, Sqrt, Div) are fused and converted, its
-    attention MatMuls, Softmax and Transposes composed."""
-    rec = zoo.run_model("swin_t", size=112, runtimes=[], keep_dir=str(tmp_path))
-    assert rec["outcome"] == "refused", rec.get("message")
-    ops = rec["refused_ops"]
-    assert ops["Erf"]["count"] >= 1 and "no BVLC Caffe layer computes erf" in ops["Erf"]["reason"]
-    assert not {"Pow", "Sqrt", "ReduceMean", "Div", "MatMul", "Softmax", "Transpose"} & set(ops), sorted(ops)
-    assert "Erf" in rec["message"]
-    assert sorted(os.listdir(tmp_path / "swin_t")) == ["swin_t.onnx"]  # the export only
+def _maxvit_small():
+    """maxvit_t's architecture (stem 64, blocks [64, 128, 256, 512] x [2, 2, 5, 2], head dim 32) at 64x64: its
+    partition size 7 needs a multiple of 224 (features of 112 / 56 / 28 / 14 / 7), so 2 here (32 / 16 / 8 / 4 /
+    2): the same ops (MBConv, block and grid attention with relative position bias, Einsum, GELU)."""
+    import torch
+    from torchvision.models.maxvit import MaxVit
+
+    torch.manual_seed(0)
+    model = MaxVit(
+        input_size=(64, 64),
+        stem_channels=64,
+        partition_size=2,
+        block_channels=[64, 128, 256, 512],
+        block_layers=[2, 2, 5, 2],
+        head_dim=32,
+        stochastic_depth_prob=0.2,
+    )
+    return zoo.prepare_model(model, 0)
+
+
+# the five transformer families at reduced sizes: ConvNeXt 64 (stride 32), Swin / Swin-V2 112 (window 7 / 8 with
+# padding), ViT-B/16 built for 64x64 (4x4 patches + the class token; its image size is a constructor argument;
+# exported by TorchScript at opset 17 - scaled_dot_product_attention needs 14 - where `make zoo` falls back to
+# the slower dynamo exporter), MaxViT-T's layers at 64x64 (see _maxvit_small)
+TRANSFORMERS = [
+    ("convnext_tiny", 64, None),
+    ("swin_t", 112, None),
+    ("swin_v2_t", 112, None),
+    ("vit_b_16", 64, {"image_size": 64}),
+    ("maxvit_t", 64, "small"),
+]
+
+
+@pytest.mark.parametrize("name, size, variant", TRANSFORMERS, ids=[n for n, _, _ in TRANSFORMERS])
+def test_zoo_transformer_verified(name, size, variant, caffe_runtimes, tmp_path):
+    """GELU (Erf) fused and composed, LayerNorm, attention MatMuls / Einsum, Softmax, Gather, Expand, window
+    shifts (Slice + Concat), relative position bias: converted and verified on both runtimes."""
+    t0 = time.perf_counter()
+    kwargs = {"model": _maxvit_small()} if variant == "small" else {"model_kwargs": variant}
+    if name == "vit_b_16":
+        kwargs.update(exporter="torchscript", opset=17)
+    rec = zoo.run_model(name, size=size, runtimes=caffe_runtimes, keep_dir=str(tmp_path), **kwargs)
+    wall = time.perf_counter() - t0
+    print(
+        f"\n{name} {size}x{size}: {wall:.1f}s "
+        + ", ".join(f"{k} {zoo._fmt_time(v)}s" for k, v in rec["times"].items())
+        + f" | {rec.get('caffe_layers')} layers | "
+        + ", ".join(f"{rt} {zoo._fmt_agree(a)}" for rt, a in rec["agreement"].items())
+    )
+    assert rec["outcome"] == "verified", rec.get("message")
+    for a in rec["agreement"].values():
+        assert a["ok"] and a["max_rel"] <= zoo.MAX_REL and a["cosine"] >= zoo.MIN_COSINE
+    assert sorted(rec["agreement"]) == _runtime_names(caffe_runtimes)
+    # every GELU fused: one Exp each, no Erf composition (its Sigmoid selectors)
+    n_gelu = rec["onnx_ops"].get("Erf", 0)
+    assert n_gelu > 0 and rec["caffe_layer_types"]["Exp"] == n_gelu
+    assert "Sigmoid" not in rec["caffe_layer_types"] or name == "maxvit_t"  # MaxViT's SE gates are Sigmoids
+    assert not set(rec["caffe_layer_types"]) & {"Permute", "Threshold", "Bias", "Reduction", "Clip", "ArgMax"}
 
 
 def test_zoo_record_and_table(tmp_path):
@@ -110,6 +157,7 @@ def test_zoo_record_and_table(tmp_path):
             "opencv": {"max_rel": 5e-7, "cosine": 0.9999999, "max_abs": 2e-6, "ok": True},
         },
         "times": {"export": 4.0, "simplify": 1.0, "convert": 0.5, "verify": {"pycaffe": 1.0, "opencv": 0.5}},
+        "deploy": {"caffe_ms": 31.2, "onnx_ms": 30.1, "ratio": 31.2 / 30.1, "repeat": 5},
         "outcome": "verified",
     }
     refused = {
@@ -131,6 +179,7 @@ def test_zoo_record_and_table(tmp_path):
     assert text.startswith(zoo.TABLE_HEADER)
     assert "do not edit by hand" in text.lower()
     assert "| resnet18 | 1x3x224x224 | 11.7 | 53 | 3.0e-07 / 1.0000000 |" in text
+    assert "| 5.0e-07 / 0.9999999 | 31 / 30 (1.0x) |" in text
     assert "Erf x12: no mapper" in text
     assert "1 refused" in text and "1 verified" in text and "pycaffe 1" in text
     s = zoo.summary(records)
@@ -143,3 +192,42 @@ def test_zoo_model_list():
     for n in ("resnet18", "vgg16", "inception_v3", *zoo.SEGMENTATION):
         assert n in names
     assert zoo.input_size("inception_v3") == 299 and zoo.input_size("resnet18") == 224
+
+
+def test_zoo_deploy_speed(tmp_path):
+    """OpenCV's forward timed for the Caffe files and the ONNX file (in a child process: an OpenCV crash on a
+    file becomes a note); a file OpenCV cannot load is an error entry, not an exception."""
+    pytest.importorskip("cv2")
+    import numpy as np
+    import onnx
+    from onnx import helper, numpy_helper
+
+    from onnx2caffe.convert import convert
+
+    w = numpy_helper.from_array(
+        np.random.default_rng(0).standard_normal((4, 3, 3, 3)).astype(np.float32), "w"
+    )
+    graph = helper.make_graph(
+        [
+            helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+            helper.make_node("Relu", ["c"], ["y"]),
+        ],
+        "g",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, (1, 3, 16, 16))],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, (1, 4, 16, 16))],
+        [w],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    onnx.save(model, tmp_path / "m.onnx")
+    result = convert(model, str(tmp_path / "m"), check=False)
+    d = zoo.deploy_speed_isolated(
+        str(tmp_path / "m.onnx"), result.prototxt, result.caffemodel, (1, 3, 16, 16), 2
+    )
+    assert (
+        d["caffe_ms"] > 0 and d["onnx_ms"] > 0 and d["ratio"] == pytest.approx(d["caffe_ms"] / d["onnx_ms"])
+    )
+    (tmp_path / "bad.onnx").write_bytes(b"not an onnx file")
+    d = zoo.deploy_speed_isolated(
+        str(tmp_path / "bad.onnx"), result.prototxt, result.caffemodel, (1, 3, 16, 16), 1
+    )
+    assert "error" in d

@@ -141,8 +141,13 @@ def _unique(graph, base: str) -> str:
 
 
 def run(graph) -> bool:
+    """Fuse every LayerNorm. The patterns are disjoint (each owns its nodes), so the indices need no refresh
+    between them: one shape inference afterwards instead of one per LayerNorm (MaxViT has 45, ViT-L 49)."""
     changed = False
+    gone: set[int] = set()
     for div in graph.nodes:
+        if id(div) in gone:
+            continue
         found = _core(graph, div)
         if found is None:
             continue
@@ -168,8 +173,9 @@ def run(graph) -> bool:
                 inputs.append(name)
             elif key == "scale" and "bias" in params:
                 inputs.append("")
+        gone |= {id(n) for n in removed}
         replace_with_custom(graph, last, "LayerNorm", inputs, removed, axes=axes, epsilon=eps)
-        graph.remove_unused_initializers()
         changed = True
-        graph.refresh()
+    if changed:
+        graph.remove_unused_initializers()
     return changed
