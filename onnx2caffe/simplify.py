@@ -32,9 +32,12 @@ Positions where onnxsim could read a layer's weights, each keeping them out of t
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
+import os
 import sys
+import tempfile
 import types
 import warnings
 from collections import defaultdict
@@ -115,6 +118,33 @@ class _LazyPackage(types.ModuleType):
         return getattr(self, name)
 
 
+@contextlib.contextmanager
+def _native_stderr(lines: list[str]):
+    """Collect what native code writes to file descriptor 2 into `lines` instead of the terminal.
+
+    onnxsim's C++ core prints a "WARNING: failed to run ... skip" line for each node it tries and fails
+    to fold (179 lines for torchvision's swin_t, whose shape arithmetic it cannot evaluate); the nodes stay
+    in the graph and convert's own constant folding handles them, so the lines only bury the report. They
+    are kept for the error message when onnxsim fails."""
+    fd = 2  # where native code writes, whatever sys.stderr is
+    try:
+        saved = os.dup(fd)
+    except OSError:
+        yield
+        return
+    with tempfile.TemporaryFile() as sink:
+        if sys.stderr is not None:
+            sys.stderr.flush()
+        os.dup2(sink.fileno(), fd)
+        try:
+            yield
+        finally:
+            os.dup2(saved, fd)
+            os.close(saved)
+            sink.seek(0)
+            lines.extend(sink.read().decode("utf-8", "replace").splitlines())
+
+
 def _run_onnxsim(model: onnx.ModelProto) -> onnx.ModelProto:
     try:
         simplify = _load_simplifier()
@@ -122,13 +152,15 @@ def _run_onnxsim(model: onnx.ModelProto) -> onnx.ModelProto:
         raise SimplifyError("onnx-simplifier is not installed: pip install onnxsim") from None
     except Exception as err:  # a broken installation
         raise SimplifyError(f"onnx-simplifier cannot be imported: {type(err).__name__}: {err}") from None
+    native: list[str] = []
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _native_stderr(native):
             warnings.simplefilter("ignore")
             simplified, ok = simplify(model)
     except Exception as err:
         text = " ".join(str(err).split()) or type(err).__name__
-        raise SimplifyError(f"onnx-simplifier failed: {type(err).__name__}: {text[:400]}") from None
+        last = f" (its last message: {native[-1][:200]})" if native else ""
+        raise SimplifyError(f"onnx-simplifier failed: {type(err).__name__}: {text[:400]}{last}") from None
     if not ok:
         raise SimplifyError("onnx-simplifier's check of the simplified model failed")
     return simplified

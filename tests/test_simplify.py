@@ -3,6 +3,7 @@ byte, as onnx-simplifier on the whole model; weights it could read by value go t
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -230,3 +231,16 @@ def test_the_simplifier_is_imported_without_onnxsims_package_init():
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr[-2000:]
     assert p.stdout.strip() == "ok"
+
+
+def test_native_messages_of_the_simplifier_are_kept_off_the_terminal(capfd):
+    """onnxsim's C++ core writes its 'failed to run ... skip' lines to file descriptor 2; they are collected
+    (for an error message) instead of reaching the user's terminal."""
+    from onnx2caffe.simplify import _native_stderr
+
+    lines: list[str] = []
+    with _native_stderr(lines):
+        os.write(2, b'WARNING: failed to run "Reshape" op, skip...\nsecond\n')
+    os.write(2, b"after\n")
+    assert lines == ['WARNING: failed to run "Reshape" op, skip...', "second"]
+    assert capfd.readouterr().err == "after\n"
