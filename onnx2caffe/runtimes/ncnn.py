@@ -203,7 +203,7 @@ class NcnnModelHandle(LoadedModel):
                     raise RuntimeExecutionError(
                         f"{self._rt.name}: ncnn failed computing blob {w!r} (layer {info.layer!r}, {info.layer_type})"
                     )
-                results[w].append(self._caffe_sample(model, info, mat))
+                results[w].append(self._caffe_sample(model, info, mat, whole=n == 1))
         out = {}
         for w, parts in results.items():
             info = model.blobs[w]
@@ -237,7 +237,7 @@ class NcnnModelHandle(LoadedModel):
         return out
 
     @staticmethod
-    def _caffe_sample(model, info, mat) -> np.ndarray:
+    def _caffe_sample(model, info, mat, whole: bool = False) -> np.ndarray:
         a = np.array(mat, dtype=np.float32, copy=True)
         if info.layer_type == "DetectionOutput":
             return detections_to_caffe(a)
@@ -245,6 +245,10 @@ class NcnnModelHandle(LoadedModel):
         if scale:
             a = a / np.float32(scale)
         want = math.prod(info.caffe_shape[1:])
+        if whole and a.size != want and a.size == math.prod(info.caffe_shape):
+            # a blob without a batch axis in a net of batch 1 (an Expand or Concat over axis 0 made it):
+            # ncnn holds all of it (the builder refuses such a blob when the batch is larger)
+            return a.reshape(info.caffe_shape)
         if a.size != want:
             raise RuntimeExecutionError(
                 f"ncnn gave {a.size} values for blob {info.ncnn!r} ({info.layer_type}), Caffe's shape "

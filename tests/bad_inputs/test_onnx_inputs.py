@@ -279,7 +279,7 @@ def test_two_unsupported_ops_console_script(tmp_path):
     graph = helper.make_graph(
         [
             helper.make_node("Sin", ["x"], ["b"], name="s1"),
-            helper.make_node("Erf", ["b"], ["y"], name="e2"),
+            helper.make_node("Cos", ["b"], ["y"], name="e2"),
         ],
         "g",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
