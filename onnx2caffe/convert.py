@@ -489,7 +489,8 @@ def _convert(
 
         names = [r if isinstance(r, str) else r.name for r in runtimes] if runtimes else list(RUNTIME_NAMES)
         caffe_bytes = sum(int(np.size(b)) * 4 for layer in net.layers for b in layer.blobs)
-        limits.check_fits(limits.estimate_check_memory(graph, caffe_bytes, names), graph.source)
+        blobs = limits.caffe_blob_bytes(net) if "pycaffe" in names else None
+        limits.check_fits(limits.estimate_check_memory(graph, caffe_bytes, names, blobs), graph.source)
     if prefix is not None:
         with progress.step("write Caffe files"):
             result.prototxt, result.caffemodel, result.names_json = write_outputs(

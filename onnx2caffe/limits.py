@@ -20,8 +20,9 @@ The check (skipped by --no-check), estimated after mapping and before anything i
 outputs throughout; then each runtime in turn adds its own: onnxruntime its weights and the peak of live
 activations (tensors in graph order, each freed after its last consumer); OpenCV twice the Caffe weights
 (parsed file and blobs), a copy of the input, the live activations and two copies of the outputs; real Caffe
-(a worker process) every blob of the net at once (Caffe allocates all of them), twice the weights, and the
-copies of inputs and outputs that cross the pipe. The largest of the three, plus 512 MiB of libraries, must
+(a worker process) every blob of the net at once (Caffe allocates all of them; counted on the Caffe net,
+whose compositions have blobs the ONNX graph lacks, with the buffers its layers keep: `caffe_blob_bytes`),
+twice the weights, and the copies of inputs and outputs that cross the pipe. The largest of the three, plus 512 MiB of libraries, must
 fit in the memory available (MemAvailable, a cgroup limit, and the address-space limit of this process and of
 the worker it starts, whichever is smallest).
 """
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import os
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -252,14 +254,72 @@ def live_peak(graph) -> int:
     return peak
 
 
-def estimate_check_memory(graph, caffe_weight_bytes: int, runtimes: Sequence[str]) -> CheckEstimate:
-    """The memory the check will take (see the module docstring); `runtimes`: the names that will run."""
+_SHARES_DATA = frozenset({"Reshape", "Flatten", "Split"})  # their tops share the bottom's memory
+
+
+def caffe_blob_bytes(net) -> int | None:
+    """What real Caffe allocates for `net`'s activations (a CaffeNet): every top blob (an in-place top is its
+    bottom; Reshape, Flatten and Split tops share their bottom's memory), plus the forward-pass buffers its layers keep: the im2col buffer of a Convolution or
+    Deconvolution that is not a plain 1x1, the max index of MAX Pooling and MAX Eltwise, BatchNorm's two
+    bottom-sized buffers, MVN's and an in-place Scale's one, LRN's two. None when a layer cannot be shaped
+    (the ONNX-side estimate is used alone then).
+
+    The compositions make blobs that have no ONNX tensor (a batched MatMul's broadcast operands and
+    products: about 30 GiB for vit_l_16, whose ONNX activations total 1.1 GiB), so the ONNX graph alone
+    underestimates real Caffe."""
+    from .ncnn.reader import ForkLayerParameter  # the fields of the SSD fork too (pooling's ceil_mode)
+    from .ncnn.shapes import ShapeError, conv_geometry, infer
+
+    shapes: dict[str, tuple[int, ...]] = {}
+    total = 0
+    for layer in net.layers:
+        try:
+            lp = ForkLayerParameter.FromString(layer.proto.SerializeToString())
+            tops = infer(lp, [shapes[b] for b in layer.bottom], layer.blobs)
+        except (ShapeError, KeyError, ValueError, AttributeError, IndexError, ZeroDivisionError):
+            return None
+        count = [math.prod(t) for t in tops]
+        bottom = math.prod(shapes[layer.bottom[0]]) if layer.bottom else 0
+        extra = 0
+        kind = layer.type
+        if kind in ("Convolution", "Deconvolution") and layer.bottom:
+            g = conv_geometry(lp)
+            plain = all(k == 1 for k in g["kernel"]) and all(v == 1 for v in g["stride"])
+            plain = plain and not any(g["pad"])
+            if not plain:
+                k = math.prod(g["kernel"]) * shapes[layer.bottom[0]][1]
+                spatial = tops[0][2:] if kind == "Convolution" else shapes[layer.bottom[0]][2:]
+                n_out = tops[0][1] if kind == "Deconvolution" else 0
+                extra = (n_out * math.prod(g["kernel"]) if n_out else k) * math.prod(spatial)
+        elif kind == "Pooling" and lp.pooling_param.pool == 0:  # MAX: an index per output
+            extra = sum(count)
+        elif kind == "Eltwise" and lp.eltwise_param.operation == 2:  # MAX: an index per output
+            extra = sum(count)
+        elif kind in ("BatchNorm", "LRN"):
+            extra = 2 * bottom
+        elif kind == "MVN" or (kind == "Scale" and layer.top and layer.top[0] in layer.bottom[:1]):
+            extra = bottom
+        for t, s, c in zip(layer.top, tops, count, strict=False):
+            if t not in layer.bottom and kind not in _SHARES_DATA:
+                total += c
+            shapes[t] = s
+        total += extra
+    return 4 * total
+
+
+def estimate_check_memory(
+    graph, caffe_weight_bytes: int, runtimes: Sequence[str], caffe_blobs: int | None = None
+) -> CheckEstimate:
+    """The memory the check will take (see the module docstring); `runtimes`: the names that will run;
+    `caffe_blobs`: caffe_blob_bytes of the Caffe net, when known (real Caffe's blobs)."""
     a_in = sum(_nbytes(graph, t, 4) for t in graph.inputs)
     a_out = sum(_nbytes(graph, t) for t in graph.outputs)
     w = sum(int(v.nbytes) for v in graph.constants.values())
     wc = int(caffe_weight_bytes)
     peak = live_peak(graph)
     all_blobs = sum(_nbytes(graph, t, 4) for t in activation_tensors(graph))
+    if caffe_blobs is not None:
+        all_blobs = max(all_blobs, int(caffe_blobs))
     stages = {"onnxruntime": w + peak}
     ours = {"onnxruntime": w + peak}
     worker = 0

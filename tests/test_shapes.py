@@ -544,3 +544,37 @@ def test_metrics_in_chunks(monkeypatch):
     same = r.copy()
     same[5000] = np.nan
     assert compare.metrics(same, same.copy())["cosine"] == pytest.approx(1.0)
+
+
+def test_caffe_blob_bytes_counts_what_real_caffe_allocates():
+    """Every top blob (in-place and Reshape tops share memory), a 3x3 Convolution's im2col buffer and a MAX
+    Pooling's indices; the pycaffe estimate takes the Caffe net's figure when it exceeds the ONNX graph's."""
+    from onnx2caffe.caffe_net import CaffeNet
+
+    net = CaffeNet("t")
+    net.add_input("data", (1, 3, 8, 8))
+    w = np.zeros((4, 3, 3, 3), np.float32)
+    net.add_layer(
+        "conv",
+        "Convolution",
+        ["data"],
+        ["c"],
+        blobs=[w],
+        convolution_param={"num_output": 4, "kernel_size": [3], "pad": [1], "bias_term": False},
+    )
+    net.add_layer("relu", "ReLU", ["c"], ["c"])
+    net.add_layer("pool", "Pooling", ["c"], ["p"], pooling_param={"pool": 0, "kernel_size": 2, "stride": 2})
+    net.add_layer("flat", "Reshape", ["p"], ["r"], reshape_param={"shape": {"dim": [1, -1]}})
+    # data 192 + conv top 256 + im2col 27 x 64 + pool top 64 + its indices 64; ReLU and Reshape nothing
+    assert limits.caffe_blob_bytes(net) == 4 * (192 + 256 + 27 * 64 + 64 + 64)
+
+    net.add_layer("odd", "NoSuchLayer", ["r"], ["z"])
+    assert limits.caffe_blob_bytes(net) is None  # unknown layer: the ONNX-side estimate stands alone
+
+    model = make_model([helper.make_node("Relu", ["x"], ["y"])], {"x": (1, 3, 8, 8)}, {"y": None})
+    graph = OnnxGraph.load(model)
+    small = limits.estimate_check_memory(graph, 0, ["pycaffe"])
+    big = limits.estimate_check_memory(graph, 0, ["pycaffe"], caffe_blobs=10**6)
+    assert small.all_blobs == 2 * 768 and big.all_blobs == 10**6
+    assert big.worker - small.worker == 10**6 - 2 * 768
+    assert limits.estimate_check_memory(graph, 0, ["pycaffe"], caffe_blobs=10).all_blobs == 2 * 768
