@@ -257,21 +257,18 @@ def live_peak(graph) -> int:
 _SHARES_DATA = frozenset({"Reshape", "Flatten", "Split"})  # their tops share the bottom's memory
 
 
-def caffe_blob_bytes(net) -> int | None:
-    """What real Caffe allocates for `net`'s activations (a CaffeNet): every top blob (an in-place top is its
-    bottom; Reshape, Flatten and Split tops share their bottom's memory), plus the forward-pass buffers its layers keep: the im2col buffer of a Convolution or
-    Deconvolution that is not a plain 1x1, the max index of MAX Pooling and MAX Eltwise, BatchNorm's two
-    bottom-sized buffers, MVN's and an in-place Scale's one, LRN's two. None when a layer cannot be shaped
-    (the ONNX-side estimate is used alone then).
-
-    The compositions make blobs that have no ONNX tensor (a batched MatMul's broadcast operands and
-    products: about 30 GiB for vit_l_16, whose ONNX activations total 1.1 GiB), so the ONNX graph alone
-    underestimates real Caffe."""
+def caffe_layer_bytes(net) -> tuple[list[int], dict[str, tuple[int, ...]]] | None:
+    """(bytes real Caffe allocates for each layer of `net`, a CaffeNet, in order; every blob's shape): the
+    layer's top blobs that are not its bottoms' memory (an in-place top is its bottom; Reshape, Flatten and
+    Split tops share their bottom's memory), plus the forward-pass buffers it keeps: the im2col buffer of a
+    Convolution or Deconvolution that is not a plain 1x1, the max index of MAX Pooling and MAX Eltwise,
+    BatchNorm's two bottom-sized buffers, MVN's and an in-place Scale's one, LRN's two. None when a layer
+    cannot be shaped. `caffe_blob_bytes` sums it; the pycaffe runtime cuts a net into segments with it."""
     from .ncnn.reader import ForkLayerParameter  # the fields of the SSD fork too (pooling's ceil_mode)
     from .ncnn.shapes import ShapeError, conv_geometry, infer
 
     shapes: dict[str, tuple[int, ...]] = {}
-    total = 0
+    per_layer: list[int] = []
     for layer in net.layers:
         try:
             lp = ForkLayerParameter.FromString(layer.proto.SerializeToString())
@@ -299,12 +296,24 @@ def caffe_blob_bytes(net) -> int | None:
             extra = 2 * bottom
         elif kind == "MVN" or (kind == "Scale" and layer.top and layer.top[0] in layer.bottom[:1]):
             extra = bottom
+        own = extra
         for t, s, c in zip(layer.top, tops, count, strict=False):
             if t not in layer.bottom and kind not in _SHARES_DATA:
-                total += c
+                own += c
             shapes[t] = s
-        total += extra
-    return 4 * total
+        per_layer.append(4 * own)
+    return per_layer, shapes
+
+
+def caffe_blob_bytes(net) -> int | None:
+    """What real Caffe allocates for `net`'s activations (a CaffeNet) when it loads it whole: the sum of
+    `caffe_layer_bytes`. None when a layer cannot be shaped (the ONNX-side estimate is used alone then).
+
+    The compositions make blobs that have no ONNX tensor (a batched MatMul's broadcast operands and
+    products: about 30 GiB for vit_l_16, whose ONNX activations total 1.1 GiB), so the ONNX graph alone
+    underestimates real Caffe."""
+    per_layer = caffe_layer_bytes(net)
+    return None if per_layer is None else sum(per_layer[0])
 
 
 def estimate_check_memory(

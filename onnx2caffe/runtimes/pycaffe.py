@@ -28,7 +28,10 @@ from pathlib import Path
 import numpy as np
 import numpy.lib.format  # noqa: F401 - np.lib.format on every numpy version
 
-from onnx2caffe.errors import RuntimeExecutionError, RuntimeUnavailableError
+from onnx2caffe import limits
+from onnx2caffe.caffe_net import CaffeNet
+from onnx2caffe.caffe_segments import plan_segments
+from onnx2caffe.errors import Onnx2CaffeError, RuntimeExecutionError, RuntimeUnavailableError
 from onnx2caffe.runtimes.base import LoadedModel, Runtime, as_float32_inputs, check_files
 
 WORKER = Path(__file__).with_name("_pycaffe_worker.py")
@@ -37,6 +40,8 @@ HOW_TO_GET = (
     "build it with `make caffe` (into .caffe/ of the checkout), or point ONNX2CAFFE_CAFFE_ROOT at a "
     "folder built by scripts/build_caffe.sh, or ONNX2CAFFE_CAFFE_PYTHON at a python that can `import caffe`"
 )
+SEGMENT_ENV = "ONNX2CAFFE_PYCAFFE_SEGMENT_BYTES"  # a segment's budget in bytes, instead of the free memory
+SEGMENT_MARGIN = 2**30
 _STDERR_LINES = 200  # worker stderr lines kept for error messages
 
 
@@ -225,8 +230,9 @@ class PycaffeRuntime(Runtime):
 
     name = "pycaffe"
 
-    def __init__(self, caffe_root: str | Path | None = None) -> None:
+    def __init__(self, caffe_root: str | Path | None = None, segment_bytes: int | None = None) -> None:
         self._python, self._env, self.location = locate_caffe(caffe_root)
+        self.segment_bytes = segment_bytes
         self._lock = threading.RLock()
         self._worker: _Worker | None = None
         self._finalizer: weakref.finalize | None = None
@@ -284,9 +290,58 @@ class PycaffeRuntime(Runtime):
     def supported_layer_types(self) -> frozenset[str]:
         return self._layer_types
 
-    def load(self, prototxt: str | Path, caffemodel: str | Path | None = None) -> PycaffeModel:
+    def load(self, prototxt: str | Path, caffemodel: str | Path | None = None) -> LoadedModel:
         proto_path, model_path = check_files(self.name, prototxt, caffemodel)
+        if self._closed:
+            raise RuntimeExecutionError("pycaffe runtime is closed")
+        planned = self._plan_segments(proto_path, model_path)
+        if planned is not None:
+            from onnx2caffe.runtimes.pycaffe_segmented import SegmentedPycaffeModel
+
+            return SegmentedPycaffeModel(self, proto_path, model_path, *planned)
         return PycaffeModel(self, proto_path, model_path)
+
+    def segment_budget(self) -> int | None:
+        """The bytes one segment may take in the worker: the constructor's segment_bytes, else
+        $ONNX2CAFFE_PYCAFFE_SEGMENT_BYTES, else 80 % of the available memory less 1 GiB (the margin covers
+        this process's copies of the values, the libraries and the estimate's error); None when unknown."""
+        if self.segment_bytes is not None:
+            return int(self.segment_bytes)
+        text = os.environ.get(SEGMENT_ENV, "").strip()
+        if text:
+            try:
+                return int(text)
+            except ValueError:
+                raise RuntimeExecutionError(
+                    f"pycaffe: {SEGMENT_ENV}={text!r} is not a number of bytes"
+                ) from None
+        avail, _ = limits.available_memory()
+        return None if avail is None else max(avail - SEGMENT_MARGIN, 0) * 4 // 5
+
+    def _plan_segments(self, prototxt: Path, caffemodel: Path | None):
+        """(the net with its weights, its segment plan) when the net's blobs do not fit segment_budget();
+        None to load it whole (it fits, or it cannot be planned: Caffe then reports what is wrong)."""
+        budget = self.segment_budget()
+        if budget is None:
+            return None
+        try:
+            net = CaffeNet.load(prototxt)
+        except Onnx2CaffeError:
+            return None
+        sized = limits.caffe_layer_bytes(net)
+        if sized is None:
+            return None
+        weights = caffemodel.stat().st_size if caffemodel is not None else 0
+        if sum(sized[0]) + 2 * weights <= budget:
+            return None
+        try:
+            net = CaffeNet.load(prototxt, caffemodel)
+        except Onnx2CaffeError:
+            return None
+        plan = plan_segments(net, budget)
+        if plan is None or len(plan.segments) < 2:
+            return None
+        return net, plan
 
     def _load_handle(self, prototxt: Path, caffemodel: Path | None) -> tuple[int, dict]:
         header = {
