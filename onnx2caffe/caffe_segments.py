@@ -46,11 +46,25 @@ class Plan:
         return max((s.nbytes for s in self.segments), default=0)
 
     def carried(self) -> int:
-        """The largest total size of the values alive across a cut (kept by the caller between segments)."""
-        best = 0
+        """The largest total size of the values alive across a cut (kept by the caller between segments):
+        a blob is alive from the segment that writes it (the start, for a net input) to the last that reads
+        it."""
+        born: dict[str, int] = dict.fromkeys(self.inputs, -1)  # the segment that first writes it
+        last: dict[str, int] = {}  # the last segment that reads it
+        for k, segment in enumerate(self.segments):
+            for name in segment.inputs:
+                last[name] = k
+            for name in segment.writes:
+                born.setdefault(name, k)
+        delta = [0] * (len(self.segments) + 1)  # the cut k is before segment k
+        for name, k in last.items():
+            size = 4 * math.prod(self.shapes[name])
+            delta[max(born.get(name, -1) + 1, 1)] += size
+            delta[k + 1] -= size
+        best = alive = 0
         for k in range(1, len(self.segments)):
-            live = {n for s in self.segments[k:] for n in s.inputs}
-            best = max(best, sum(4 * math.prod(self.shapes[n]) for n in live))
+            alive += delta[k]
+            best = max(best, alive)
         return best
 
 
@@ -103,6 +117,15 @@ def plan_segments(net: CaffeNet, budget: int, weights: Sequence[int] | None = No
                 cur.writes.append(t)
         cur.stop = i + 1
     return Plan(segments, shapes, inputs)
+
+
+def smallest_peak(net: CaffeNet) -> tuple[int, int] | None:
+    """(the largest segment, the values carried across a cut) with one layer per segment: the least memory
+    real Caffe can run `net` in; None when it cannot be planned."""
+    plan = plan_segments(net, 0)
+    if plan is None or not plan.segments:
+        return None
+    return plan.largest(), plan.carried()
 
 
 def _unique(base: str, taken: set[str]) -> str:

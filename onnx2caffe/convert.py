@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from . import limits, origins, progress
+from . import caffe_segments, limits, origins, progress
 from .compare import DEFAULT_MAX_REL, DEFAULT_MIN_COSINE, compare_outputs
 from .errors import (
     ConversionError,
@@ -489,8 +489,12 @@ def _convert(
 
         names = [r if isinstance(r, str) else r.name for r in runtimes] if runtimes else list(RUNTIME_NAMES)
         caffe_bytes = sum(int(np.size(b)) * 4 for layer in net.layers for b in layer.blobs)
-        blobs = limits.caffe_blob_bytes(net) if "pycaffe" in names else None
-        limits.check_fits(limits.estimate_check_memory(graph, caffe_bytes, names, blobs), graph.source)
+        blobs = segments = None
+        if "pycaffe" in names:
+            blobs = limits.caffe_blob_bytes(net)
+            segments = caffe_segments.smallest_peak(net) if blobs is not None else None
+        est = limits.estimate_check_memory(graph, caffe_bytes, names, blobs, segments)
+        limits.check_fits(est, graph.source)
     if prefix is not None:
         with progress.step("write Caffe files"):
             result.prototxt, result.caffemodel, result.names_json = write_outputs(

@@ -22,8 +22,12 @@ activations (tensors in graph order, each freed after its last consumer); OpenCV
 (parsed file and blobs), a copy of the input, the live activations and two copies of the outputs; real Caffe
 (a worker process) every blob of the net at once (Caffe allocates all of them; counted on the Caffe net,
 whose compositions have blobs the ONNX graph lacks, with the buffers its layers keep: `caffe_blob_bytes`),
-twice the weights, and the copies of inputs and outputs that cross the pipe. The largest of the three, plus 512 MiB of libraries, must
-fit in the memory available (MemAvailable, a cgroup limit, and the address-space limit of this process and of
+twice the weights, and the copies of inputs and outputs that cross the pipe. A net too big for that runs in
+segments (onnx2caffe/caffe_segments.py: consecutive layers, one Caffe net at a time), so the worker is
+counted as the smallest it can be when that is less: its largest one-layer segment (blobs, inputs, twice its
+weights), while our process also reads the whole caffemodel to split it and keeps the values carried across
+a cut (`caffe_segments.smallest_peak`); the pycaffe runtime then cuts as coarsely as the memory available at
+load allows. The largest of the three, plus 512 MiB of libraries, must fit in the memory available (MemAvailable, a cgroup limit, and the address-space limit of this process and of
 the worker it starts, whichever is smallest).
 """
 
@@ -317,10 +321,16 @@ def caffe_blob_bytes(net) -> int | None:
 
 
 def estimate_check_memory(
-    graph, caffe_weight_bytes: int, runtimes: Sequence[str], caffe_blobs: int | None = None
+    graph,
+    caffe_weight_bytes: int,
+    runtimes: Sequence[str],
+    caffe_blobs: int | None = None,
+    caffe_segments: tuple[int, int] | None = None,
 ) -> CheckEstimate:
     """The memory the check will take (see the module docstring); `runtimes`: the names that will run;
-    `caffe_blobs`: caffe_blob_bytes of the Caffe net, when known (real Caffe's blobs)."""
+    `caffe_blobs`: caffe_blob_bytes of the Caffe net, when known (real Caffe's blobs); `caffe_segments`:
+    caffe_segments.smallest_peak of the Caffe net, when known (its largest one-layer segment, weights
+    included, and the values carried across a cut)."""
     a_in = sum(_nbytes(graph, t, 4) for t in graph.inputs)
     a_out = sum(_nbytes(graph, t) for t in graph.outputs)
     w = sum(int(v.nbytes) for v in graph.constants.values())
@@ -340,6 +350,14 @@ def estimate_check_memory(
             # copied out of its blob and serialized; this process: the serialized input, the output read back
             worker = all_blobs + 2 * wc + a_in + 2 * a_out + WORKER_OVERHEAD
             ours[name] = 2 * a_in + a_out
+            if caffe_segments is not None:
+                # in segments: the worker holds one segment (its blobs, inputs and weights twice); this
+                # process reads the whole caffemodel once to split it and keeps the values across a cut
+                largest, carried = (int(v) for v in caffe_segments)
+                segmented = largest + a_in + 2 * a_out + WORKER_OVERHEAD
+                if segmented < worker:
+                    worker = segmented
+                    ours[name] += wc + carried
             stages[name] = worker + ours[name]
         else:  # another runtime: assume it holds what OpenCV does
             stages[name] = ours[name] = 2 * wc + a_in + peak + 2 * a_out

@@ -11,7 +11,7 @@ from onnx import helper
 from onnx_testing import check_conversion, make_model
 
 from onnx2caffe.caffe_net import CaffeNet
-from onnx2caffe.caffe_segments import plan_segments
+from onnx2caffe.caffe_segments import plan_segments, smallest_peak
 from onnx2caffe.runtimes import get_runtime
 from onnx2caffe.runtimes.pycaffe import PycaffeModel
 from onnx2caffe.runtimes.pycaffe_segmented import SegmentedPycaffeModel
@@ -147,3 +147,14 @@ def test_conversion_check_passes_in_segments(monkeypatch, tmp_path):
     )
     check_conversion(model, tmp_path, runtimes=[rt])
     assert runs and min(runs) >= 4
+
+
+def test_smallest_peak(tmp_path):
+    proto, model = tricky_net(tmp_path)
+    plan = plan_segments(CaffeNet.load(proto, model), 0)
+    largest, carried = smallest_peak(CaffeNet.load(proto, model))
+    assert largest == max(s.nbytes for s in plan.segments)
+    # e's segment: its top (1, 6, 6, 6), its inputs c1 and c3 (the same shape), no weights
+    assert plan.segments[6].nbytes == 4 * 3 * 216
+    # the widest cut, before the Eltwise: c1 (216 floats), c3 (216), a (72) and aux (72) are alive
+    assert carried == 4 * (216 + 216 + 72 + 72)

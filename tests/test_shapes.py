@@ -578,3 +578,24 @@ def test_caffe_blob_bytes_counts_what_real_caffe_allocates():
     assert small.all_blobs == 2 * 768 and big.all_blobs == 10**6
     assert big.worker - small.worker == 10**6 - 2 * 768
     assert limits.estimate_check_memory(graph, 0, ["pycaffe"], caffe_blobs=10).all_blobs == 2 * 768
+
+
+def test_check_estimate_counts_the_smallest_segment():
+    """When real Caffe can run the net in segments, the worker is its largest one-layer segment (weights
+    included) instead of every blob, and our process adds the caffemodel it splits and the values carried
+    across a cut; a segment plan bigger than the whole net changes nothing."""
+    model = make_model([helper.make_node("Relu", ["x"], ["y"])], {"x": (1, 3, 8, 8)}, {"y": None})
+    graph = OnnxGraph.load(model)
+    whole = limits.estimate_check_memory(graph, 1000, ["pycaffe"], caffe_blobs=10**9)
+    cut = limits.estimate_check_memory(
+        graph, 1000, ["pycaffe"], caffe_blobs=10**9, caffe_segments=(10**6, 5000)
+    )
+    t = 768
+    assert whole.worker == 10**9 + 2000 + 3 * t + limits.WORKER_OVERHEAD
+    assert cut.worker == 10**6 + 3 * t + limits.WORKER_OVERHEAD
+    assert cut.in_process["pycaffe"] == whole.in_process["pycaffe"] + 1000 + 5000
+    assert cut.total < whole.total
+    same = limits.estimate_check_memory(
+        graph, 1000, ["pycaffe"], caffe_blobs=10**4, caffe_segments=(10**6, 0)
+    )
+    assert same.worker == limits.estimate_check_memory(graph, 1000, ["pycaffe"], caffe_blobs=10**4).worker
