@@ -10,6 +10,15 @@ Caffe's message (read from the worker's stderr), and the next call starts a new 
 before the crash are loaded again, transparently, the next time they are run. The worker keeps each
 loaded net until its model is closed (model.close() or `with`) or the runtime is closed. A worker that
 hangs (rather than aborting) is not timed out.
+
+Real Caffe allocates every blob of a net at load (no buffer reuse), so a big net can exceed the machine's
+memory (converted vit_l_16: about 30 GiB of blobs). load() therefore first estimates the blobs on the Caffe
+side (limits.caffe_layer_bytes, from Caffe's shape rules; runtimes know nothing of ONNX) and, when they
+and twice the caffemodel exceed segment_budget(), returns a SegmentedPycaffeModel (pycaffe_segmented.py):
+the net is cut greedily into consecutive layer ranges that each fit the budget (caffe_segments.py), every
+range is written once as a Caffe net of its own with its share of the weights, and each run loads, runs and
+frees them in turn in the same worker, passing the blobs alive across a cut through this process. The values
+are bitwise those of the whole net. A net that fits, or one whose shapes cannot be inferred, loads whole.
 """
 
 from __future__ import annotations
