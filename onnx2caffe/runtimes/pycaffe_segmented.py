@@ -73,14 +73,12 @@ class SegmentedPycaffeModel(LoadedModel):
         if self._closed:
             raise RuntimeExecutionError(f"pycaffe: model {self.prototxt} was closed")
         arrays = as_float32_inputs(inputs)
-        wanted = (
-            list(self._outputs)
-            if outputs is None
-            else [outputs]
-            if isinstance(outputs, str)
-            else list(outputs)
-        )
-        unknown = [n for n in wanted if n not in self._blobs]
+        if outputs is None:
+            wanted = list(self._outputs)
+        else:
+            wanted = [outputs] if isinstance(outputs, str) else list(outputs)
+        known = set(self._blobs)
+        unknown = [n for n in wanted if n not in known]
         if unknown:
             raise RuntimeExecutionError(
                 f"pycaffe: {self.prototxt.name} has no blob named {', '.join(map(repr, unknown))} "
@@ -94,13 +92,11 @@ class SegmentedPycaffeModel(LoadedModel):
             raise RuntimeExecutionError(
                 f"pycaffe: {what}: {'; '.join(parts)} (the net's inputs are {self._inputs})"
             )
-        values: dict[str, np.ndarray] = dict(
-            arrays
-        )  # each blob's current value, while a later segment reads it
+        values = dict(arrays)  # each blob's current value, while a later segment reads it
         result: dict[str, np.ndarray] = {}
         for k, segment in enumerate(self.segments):
             keep = self._read_after[k]
-            final = {n for n in wanted if self._last_writer.get(n) == k}
+            final = {n for n in wanted if self._last_writer.get(n) == k}  # its last value is written here
             collect = [n for n in segment.writes if n in keep or n in final]
             feed = [(n, values[n]) for n in segment.inputs]
             out = self._run_segment(k, feed, collect, what)
