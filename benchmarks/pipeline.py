@@ -6,7 +6,8 @@ ratios are taken within a round, and the medians reported):
 
   bare      builds the model (torchvision's builder with weights=None, weights_backbone=None) and calls
             torch.onnx.export (TorchScript exporter, dynamo=False, opset 13) into a file: nothing else
-  pipeline  onnx2caffe convert torchvision:NAME --input-shape 1,3,224,224 -o OUT --no-check --quiet
+  pipeline  onnx2caffe convert torchvision:NAME --input-shape 1,3,224,224 -o OUT --no-check, ending as the
+            `onnx2caffe` console script does (cli.fast_exit: exit handlers, then no interpreter teardown)
             (export, simplification, the check of the ONNX graph against PyTorch, conversion, writing the
             .onnx, .prototxt, .caffemodel and names.json; --no-check leaves out only the Caffe runtimes)
 
@@ -104,9 +105,14 @@ if profile:
 from onnx2caffe.cli import main
 rc = main(argv)
 ru = resource.getrusage(resource.RUSAGE_SELF)
-json.dump({"rc": rc, "peak": _status()["VmHWM"], "sys": ru.ru_stime, "user": ru.ru_utime, "steps": steps,
-           "t_start": t_start, "t_end": time.time() - t_start}, open(stats_path, "w"))
-sys.exit(rc)
+with open(stats_path, "w") as f:
+    json.dump({"rc": rc, "peak": _status()["VmHWM"], "sys": ru.ru_stime, "user": ru.ru_utime, "steps": steps,
+               "t_start": t_start, "t_end": time.time() - t_start}, f)
+try:  # end as the `onnx2caffe` console script does (an older checkout: the normal exit)
+    from onnx2caffe.cli import fast_exit
+except ImportError:
+    fast_exit = sys.exit
+fast_exit(rc)
 """
 )
 
