@@ -52,6 +52,7 @@ import onnx
 
 from onnx2caffe import progress
 from onnx2caffe.errors import InputFileError, Onnx2CaffeError, ToleranceError
+from onnx2caffe.native_output import captured_fd
 from onnx2caffe.onnx_io import CapturedBytes, SplitModel
 
 EXPORTERS = ("torchscript", "dynamo")
@@ -605,7 +606,48 @@ class Exported:
     torch_outputs: list[np.ndarray]  # PyTorch's outputs on the example inputs, flattened
 
 
+_NEEDS_OPSET = re.compile(r"added in (?:opset )?version (\d+)")
+
+
 def export_split(
+    model: Any,
+    input_shapes: Any,
+    exporter: str | None = None,
+    opset: int | None = None,
+    input_names: Sequence[str] | None = None,
+    output_names: Sequence[str] | None = None,
+    example_inputs: Sequence[np.ndarray] | None = None,
+    folder: str | None = None,
+) -> Exported:
+    """_export_split at the opset asked for. With none asked for, a TorchScript export that fails because
+    an operator needs a newer opset than the default 13 (torch says "Support for this operator was added in
+    version N": scaled_dot_product_attention in torchvision's ViT needs 14) is exported again at opset N,
+    with a warning saying so."""
+    try:
+        return _export_split(
+            model, input_shapes, exporter, opset, input_names, output_names, example_inputs, folder
+        )
+    except ExportError as err:
+        found = _NEEDS_OPSET.search(str(err))
+        chosen, first = resolve_exporter_and_opset(exporter, opset)
+        if opset is not None or chosen != "torchscript" or found is None or "exporter failed" not in str(err):
+            raise
+        needed = int(found.group(1))
+        if not first < needed <= _torch_opset_limits()[1]:
+            raise
+        why = _one_line(err, 160)
+    exported = _export_split(
+        model, input_shapes, chosen, needed, input_names, output_names, example_inputs, folder
+    )
+    exported.warnings.insert(
+        0,
+        f"opset {first} cannot express an operator of this model ({why}): exported at opset "
+        f"{needed} (--opset chooses)",
+    )
+    return exported
+
+
+def _export_split(
     model: Any,
     input_shapes: Any,
     exporter: str | None = None,
@@ -694,7 +736,10 @@ def _run_exporter(model, args, path, exporter, opset, input_names, output_names,
         # no_grad only for dynamo: under no_grad nn.MultiheadAttention takes its fused fast path,
         # which the TorchScript exporter cannot export (aten::_native_multi_head_attention)
         grad_ctx = torch.no_grad() if exporter == "dynamo" else contextlib.nullcontext()
-        with _quiet_exporter(log) as caught, grad_ctx:
+        native: list[
+            str
+        ] = []  # the TorchScript exporter's C++ prints the whole IR graph to stdout on failure
+        with _quiet_exporter(log) as caught, grad_ctx, captured_fd(1, native):
             if exporter == "dynamo":
                 torch.onnx.export(
                     model,
@@ -730,13 +775,16 @@ def _run_exporter(model, args, path, exporter, opset, input_names, output_names,
     finally:
         if handle is not None:
             handle.remove()
-    kept = [
-        f"{w.category.__name__}: {_one_line(w.message, 200)}"
-        for w in caught
-        if not issubclass(w.category, (DeprecationWarning, FutureWarning))
-        and "legacy TorchScript-based ONNX export" not in str(w.message)
-    ]
-    return captured, kept, log.getvalue()
+    counts: dict[str, int] = {}  # one line per distinct warning (the tracer repeats its own per traced call)
+    for w in caught:
+        if issubclass(w.category, (DeprecationWarning, FutureWarning)):
+            continue
+        if "legacy TorchScript-based ONNX export" in str(w.message):
+            continue
+        text = f"{w.category.__name__}: {_one_line(w.message, 200)}"
+        counts[text] = counts.get(text, 0) + 1
+    kept = [text if n == 1 else f"{text} (x{n})" for text, n in counts.items()]
+    return captured, kept, log.getvalue() + "".join(line + "\n" for line in native)
 
 
 def _split_export(out: CapturedBytes, exporter: str) -> SplitModel:
@@ -931,15 +979,17 @@ def torch_to_onnx(
 ) -> TorchExport:
     """Export, simplify and check an nn.Module (see the module docstring). Nothing is written to disk but
     the dynamo exporter's temporary file (in ``folder``, default the system's temporary folder)."""
+    asked = opset  # None: export_split may take a newer opset than the default (see there)
     exporter, opset = resolve_exporter_and_opset(exporter, opset)
     shapes = _normalise_shapes(input_shapes)
     model.eval()
     inputs = random_inputs(shapes, seed)
     with progress.step(f"export ({exporter})"):
         exported = export_split(
-            model, shapes, exporter, opset, input_names, output_names, example_inputs=inputs, folder=folder
+            model, shapes, exporter, asked, input_names, output_names, example_inputs=inputs, folder=folder
         )
     split = exported.split
+    opset = onnx_opset(split.skeleton)
     if do_simplify:
         with progress.step("simplify"):
             split = simplify_split(split)

@@ -32,12 +32,9 @@ Positions where onnxsim could read a layer's weights, each keeping them out of t
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import importlib.util
-import os
 import sys
-import tempfile
 import types
 import warnings
 from collections import defaultdict
@@ -47,6 +44,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
+from .native_output import captured_fd
 from .onnx_io import FLOAT_TYPES, SplitModel, _le_bytes
 
 LAYERS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
@@ -118,31 +116,12 @@ class _LazyPackage(types.ModuleType):
         return getattr(self, name)
 
 
-@contextlib.contextmanager
 def _native_stderr(lines: list[str]):
-    """Collect what native code writes to file descriptor 2 into `lines` instead of the terminal.
-
-    onnxsim's C++ core prints a "WARNING: failed to run ... skip" line for each node it tries and fails
-    to fold (179 lines for torchvision's swin_t, whose shape arithmetic it cannot evaluate); the nodes stay
-    in the graph and convert's own constant folding handles them, so the lines only bury the report. They
-    are kept for the error message when onnxsim fails."""
-    fd = 2  # where native code writes, whatever sys.stderr is
-    try:
-        saved = os.dup(fd)
-    except OSError:
-        yield
-        return
-    with tempfile.TemporaryFile() as sink:
-        if sys.stderr is not None:
-            sys.stderr.flush()
-        os.dup2(sink.fileno(), fd)
-        try:
-            yield
-        finally:
-            os.dup2(saved, fd)
-            os.close(saved)
-            sink.seek(0)
-            lines.extend(sink.read().decode("utf-8", "replace").splitlines())
+    """onnxsim's C++ core prints a "WARNING: failed to run ... skip" line to descriptor 2 for each node it
+    tries and fails to fold (179 lines for torchvision's swin_t, whose shape arithmetic it cannot evaluate);
+    the nodes stay in the graph and convert's own constant folding handles them, so the lines only bury the
+    report. They are kept for the error message when onnxsim fails."""
+    return captured_fd(2, lines)
 
 
 def _run_onnxsim(model: onnx.ModelProto) -> onnx.ModelProto:
