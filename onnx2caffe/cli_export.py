@@ -107,7 +107,10 @@ def add_export_options(parser: argparse.ArgumentParser, required: bool) -> None:
         "(PyTorch's default, the supported path going forward; opset 18+)",
     )
     parser.add_argument(
-        "--opset", type=int, default=None, help="ONNX opset (default: 13 with torchscript, 18 with dynamo)"
+        "--opset",
+        type=int,
+        default=None,
+        help="ONNX opset (default: 13 with torchscript, or the newer one an operator of the model needs, e.g. 14 for scaled_dot_product_attention; 18 with dynamo)",
     )
     parser.add_argument(
         "--weights",
