@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 
 HELP = "convert an ONNX model to Caffe and check it against onnxruntime"
 
@@ -121,7 +123,9 @@ def run(args: argparse.Namespace) -> int:
             raise InputFileError(
                 f"{args.model}: a PyTorch model needs --input-shape, e.g. --input-shape 1,3,224,224"
             )
-        exported = run_export(args, args.output + ".onnx")
+        # the .onnx is written in a thread while the Caffe files are made (waited for below)
+        exported = run_export(args, args.output + ".onnx", background=True)
+        pending = exported.pending
         # the model just written, as the export holds it (no re-reading), with the check's onnxruntime
         # outputs as the reference (the same model, the same seeded input)
         model = exported.split
@@ -131,6 +135,7 @@ def run(args: argparse.Namespace) -> int:
         del exported
         input_shapes = None
     else:
+        pending = None
         _refuse_export_options(args)
         input_shapes = args.input_shapes
     runtimes = None
@@ -139,18 +144,32 @@ def run(args: argparse.Namespace) -> int:
     elif args.runtime:
         runtimes = [args.runtime]
     try:
-        result = convert(
-            model,
-            args.output,
-            runtimes=runtimes,
-            check=not args.no_check,
-            seed=args.seed,
-            caffe_root=args.caffe_root,
-            max_rel=DEFAULT_MAX_REL if args.max_rel is None else args.max_rel,
-            min_cosine=DEFAULT_MIN_COSINE if args.min_cosine is None else args.min_cosine,
-            input_shapes=input_shapes,
-            reference=reference,
-        )
+        try:
+            result = convert(
+                model,
+                args.output,
+                runtimes=runtimes,
+                check=not args.no_check,
+                seed=args.seed,
+                caffe_root=args.caffe_root,
+                max_rel=DEFAULT_MAX_REL if args.max_rel is None else args.max_rel,
+                min_cosine=DEFAULT_MIN_COSINE if args.min_cosine is None else args.min_cosine,
+                input_shapes=input_shapes,
+                reference=reference,
+            )
+        except BaseException:
+            if pending is not None:  # the .onnx complete (or its temporary file gone) before any report
+                pending.wait(raise_error=False)
+            raise
+        if pending is not None:
+            try:
+                pending.wait()
+            except BaseException:  # no .onnx: no Caffe files either (as when the export's write came first)
+                for path in (result.prototxt, result.caffemodel, result.names_json, result.layers_json):
+                    if path:
+                        with contextlib.suppress(OSError):
+                            os.remove(path)
+                raise
     except ToleranceError as err:
         result = getattr(err, "result", None)
         if result is not None:

@@ -150,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_export(args: argparse.Namespace, output: str, check: bool = True):
+def run_export(args: argparse.Namespace, output: str, check: bool = True, background: bool = False):
     """Export args.model to `output` with the export options in `args`; prints the check; returns the
     ExportResult (see onnx2caffe/export.py)."""
     from onnx2caffe.export import export
@@ -173,6 +173,7 @@ def run_export(args: argparse.Namespace, output: str, check: bool = True):
         seed=args.seed,
         simplify=not args.no_simplify,
         check=check,
+        background=background,
     )
     for w in result.warnings:
         print(f"warning: {w}", file=sys.stderr)

@@ -197,3 +197,32 @@ def test_convert_reuses_the_exports_onnxruntime_run(tmp_path, capsys, monkeypatc
     again = capsys.readouterr().out
     # the same model, input and reference: the same agreement table
     assert out.split("check against onnxruntime")[1] == again.split("check against onnxruntime")[1]
+
+
+def test_one_step_convert_writes_the_exported_onnx_while_converting(tmp_path, capsys):
+    """convert PYTORCH writes the .onnx in a thread while it maps and writes the Caffe files (and graph passes
+    rewrite the model it converts): the file is byte for byte what `export` writes."""
+    model = _write_module(tmp_path)
+    shape = ",".join(map(str, SHAPE))
+    assert cli.main(["export", model, "--input-shape", shape, "-o", str(tmp_path / "alone.onnx")]) == 0
+    assert cli.main(["convert", model, "--input-shape", shape, "-o", str(tmp_path / "m"), "--no-check"]) == 0
+    assert (tmp_path / "m.onnx").read_bytes() == (tmp_path / "alone.onnx").read_bytes()
+    assert (tmp_path / "m.caffemodel").stat().st_size > 0
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary file left
+
+
+def test_a_failed_background_onnx_write_leaves_no_caffe_files(tmp_path, capsys, monkeypatch):
+    from onnx2caffe import fileio
+
+    def full_disk(f, size):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(fileio, "preallocate", full_disk)
+    model = _write_module(tmp_path)
+    shape = ",".join(map(str, SHAPE))
+    rc = cli.main(["convert", model, "--input-shape", shape, "-o", str(tmp_path / "m"), "--no-check"])
+    err = capsys.readouterr().err
+    assert rc != 0
+    assert err.strip().splitlines()[-1].startswith("onnx2caffe: error: cannot write") and "m.onnx" in err
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("m.")) == []
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
