@@ -1003,12 +1003,9 @@ def _fix_legacy_shape(layer_type: str, index: int, blob: np.ndarray) -> np.ndarr
 # --------------------------------------------------------------------------------------------- prototxt
 
 
-def read_prototxt(path: str | os.PathLike[str]) -> caffe_pb2.NetParameter:
-    """Parse a .prototxt into a NetParameter (V1 layers and net-level inputs upgraded).
-
-    InputFileError with ``file:line:column`` on syntax errors.
-    """
-    path = os.fspath(path)
+def parse_prototxt_file(path: str, message: Any) -> Any:
+    """Read the text-format protobuf at `path` into `message` (a NetParameter of this or a superset proto)
+    and return it; InputFileError naming the file (and ``line:column`` for syntax errors) otherwise."""
     try:
         with open(path, "rb") as f:
             data = f.read()
@@ -1019,9 +1016,8 @@ def read_prototxt(path: str | os.PathLike[str]) -> caffe_pb2.NetParameter:
     except UnicodeDecodeError as err:
         line = data.count(b"\n", 0, err.start) + 1
         raise InputFileError(f"{path}:{line}: not valid UTF-8 text (is it a binary file?)") from None
-    net = caffe_pb2.NetParameter()
     try:
-        text_format.Parse(text, net)
+        text_format.Parse(text, message)
     except text_format.ParseError as err:
         msg = str(err)
         line, col = err.GetLine(), err.GetColumn()
@@ -1032,6 +1028,16 @@ def read_prototxt(path: str | os.PathLike[str]) -> caffe_pb2.NetParameter:
         raise InputFileError(f"{where}: {' '.join(msg.split())}") from None
     except (ValueError, TypeError) as err:
         raise InputFileError(f"{path}: {' '.join(str(err).split())}") from None
+    return message
+
+
+def read_prototxt(path: str | os.PathLike[str]) -> caffe_pb2.NetParameter:
+    """Parse a .prototxt into a NetParameter (V1 layers and net-level inputs upgraded).
+
+    InputFileError with ``file:line:column`` on syntax errors.
+    """
+    path = os.fspath(path)
+    net = parse_prototxt_file(path, caffe_pb2.NetParameter())
     _upgrade_net(net, path)
     return net
 

@@ -28,9 +28,9 @@ import os
 from dataclasses import dataclass, field
 
 import numpy as np
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
-from onnx2caffe.caffe_net import CaffeNet, Layer, blob_problem, read_caffemodel
+from onnx2caffe.caffe_net import CaffeNet, Layer, blob_problem, parse_prototxt_file, read_caffemodel
 from onnx2caffe.errors import InputFileError, InvalidNameError
 from onnx2caffe.proto import caffe_pb2
 
@@ -204,30 +204,7 @@ class CaffeModel:
 
 
 def _parse_text(path: str):
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as err:
-        raise InputFileError(f"cannot read {path}: {err.strerror or err}") from None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        line = data.count(b"\n", 0, err.start) + 1
-        raise InputFileError(f"{path}:{line}: not valid UTF-8 text (is it a binary file?)") from None
-    msg = ForkNetParameter()
-    try:
-        text_format.Parse(text, msg)
-    except text_format.ParseError as err:
-        text = str(err)
-        line, col = err.GetLine(), err.GetColumn()
-        prefix = f"{line}:{col} : "
-        if text.startswith(prefix):
-            text = text[len(prefix) :]
-        where = f"{path}:{line}:{col}" if line is not None else path
-        raise InputFileError(f"{where}: {' '.join(text.split())}") from None
-    except (ValueError, TypeError) as err:
-        raise InputFileError(f"{path}: {' '.join(str(err).split())}") from None
-    return msg
+    return parse_prototxt_file(path, ForkNetParameter())
 
 
 def load_caffe_model(prototxt: str | os.PathLike, caffemodel: str | os.PathLike | None) -> CaffeModel:
