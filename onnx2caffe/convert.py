@@ -167,16 +167,6 @@ def build_net(graph: OnnxGraph, name: str | None = None, layer_nodes: dict[str, 
 OUTPUT_SUFFIXES = (".prototxt", ".caffemodel", ".names.json")
 
 
-def _new_file_mode(dest: str) -> int:
-    """The mode a rewritten `dest` keeps, else the mode open() would give a new file (mkstemp makes 0600)."""
-    try:
-        return os.stat(dest).st_mode & 0o7777
-    except OSError:
-        mask = os.umask(0o022)
-        os.umask(mask)
-        return 0o666 & ~mask
-
-
 def write_outputs(
     net, name_map: dict[str, str], prefix: str, model=None, layers: dict | None = None
 ) -> tuple[str, str, str]:
@@ -185,9 +175,8 @@ def write_outputs(
     temporary file beside its destination, and only when all are complete are they moved into place, so a
     failure (a destination that is a folder, a full disk, Ctrl-C) leaves none of them behind. `model`: the
     input (path), never overwritten. Returns the paths of the first three."""
-    import contextlib
-
     from .errors import OutputFileError
+    from .fileio import write_files
     from .origins import SUFFIX, to_bytes
 
     dests = [prefix + ext for ext in OUTPUT_SUFFIXES] + ([prefix + SUFFIX] if layers is not None else [])
@@ -212,41 +201,7 @@ def write_outputs(
         2: lambda f: f.write((json.dumps(name_map, indent=1, ensure_ascii=False) + "\n").encode("utf-8")),
         3: lambda f: f.write(to_bytes(layers)),
     }
-    temps: list[str] = []
-    moved = 0
-    dests = [dests[i] for i in order]
-    try:
-        for dest, write in zip(dests, (contents[i] for i in order), strict=True):
-            # named like fileio.atomic_write's temps: hidden, beside the destination, ending in .tmp
-            try:
-                fd, tmp = tempfile.mkstemp(
-                    dir=folder, prefix="." + os.path.basename(dest)[:100] + ".", suffix=".tmp"
-                )
-            except OSError as exc:
-                raise OutputFileError(
-                    f"cannot write {dest}: {exc.strerror or exc} (folder {folder})"
-                ) from None
-            temps.append(tmp)
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    os.fchmod(f.fileno(), _new_file_mode(dest))
-                    write(f)
-            except OSError as exc:
-                raise OutputFileError(f"cannot write {dest}: {exc.strerror or exc}") from None
-        for tmp, dest in zip(temps, dests, strict=True):
-            try:
-                os.replace(tmp, dest)
-            except OSError as exc:
-                raise OutputFileError(f"cannot write {dest}: {exc.strerror or exc}") from None
-            moved += 1
-    except BaseException:
-        for tmp in temps[moved:]:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-        for dest in dests[:moved]:  # a set is complete or absent
-            with contextlib.suppress(OSError):
-                os.unlink(dest)
-        raise
+    write_files([(dests[i], contents[i]) for i in order])
     return prefix + ".prototxt", prefix + ".caffemodel", prefix + ".names.json"
 
 

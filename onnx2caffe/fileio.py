@@ -114,3 +114,55 @@ def write_bytes_atomic(path: str | os.PathLike[str], data: bytes, *, fsync: bool
     """Write ``data`` to ``path`` atomically (see :func:`atomic_write`)."""
     with atomic_write(path, fsync=fsync) as f:
         f.write(data)
+
+
+def _new_file_mode(dest: str) -> int:
+    """The mode a rewritten `dest` keeps, else the mode open() would give a new file (mkstemp makes 0600)."""
+    try:
+        return os.stat(dest).st_mode & 0o7777
+    except OSError:
+        return 0o666 & ~_umask()
+
+
+def write_files(items) -> None:
+    """Write a set of files that belong together: [(path, write(f))] in order. Every destination is checked,
+    each file goes to a temporary file beside its destination (hidden, ending in .tmp, as atomic_write's),
+    and only when all are complete are they moved into place; any failure (a folder in the way, a full
+    disk, Ctrl-C) leaves none of them behind. OSErrors become OutputFileError naming the file."""
+    for dest, _ in items:
+        if os.path.isdir(dest):
+            raise OutputFileError(f"cannot write {dest}: it is a folder")
+    temps: list[str] = []
+    moved: list[str] = []
+    try:
+        for dest, write in items:
+            folder = os.path.dirname(os.path.abspath(dest))
+            try:
+                fd, tmp = tempfile.mkstemp(
+                    dir=folder, prefix="." + os.path.basename(dest)[:100] + ".", suffix=".tmp"
+                )
+            except OSError as exc:
+                raise OutputFileError(
+                    f"cannot write {dest}: {exc.strerror or exc} (folder {folder})"
+                ) from None
+            temps.append(tmp)
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    os.fchmod(f.fileno(), _new_file_mode(dest))
+                    write(f)
+            except OSError as exc:
+                raise OutputFileError(f"cannot write {dest}: {exc.strerror or exc}") from None
+        for tmp, (dest, _) in zip(temps, items, strict=True):
+            try:
+                os.replace(tmp, dest)
+            except OSError as exc:
+                raise OutputFileError(f"cannot write {dest}: {exc.strerror or exc}") from None
+            moved.append(dest)
+    except BaseException:
+        for tmp in temps[len(moved) :]:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        for dest in moved:
+            with contextlib.suppress(OSError):
+                os.unlink(dest)
+        raise

@@ -16,17 +16,15 @@ File formats (ncnn's docs/developer-guide/param-and-model-file-structure.md):
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from onnx2caffe.errors import OutputFileError
+from onnx2caffe.fileio import preallocate, write_files
 
 MAGIC = 7767517
 TAG_FP32 = 0x00000000
@@ -190,58 +188,6 @@ class NcnnModel:
         )
 
     def _write_bin(self, f) -> None:
-        from onnx2caffe.fileio import preallocate
-
         preallocate(f, self.bin_size())
         for piece in self.bin_pieces():
             f.write(piece)
-
-
-def _new_file_mode(dest: str) -> int:
-    try:
-        return os.stat(dest).st_mode & 0o7777
-    except OSError:
-        mask = os.umask(0o022)
-        os.umask(mask)
-        return 0o666 & ~mask
-
-
-def write_files(items) -> None:
-    """[(path, write(f))]: all files appear, or none (see NcnnModel.write)."""
-    for dest, _ in items:
-        if os.path.isdir(dest):
-            raise OutputFileError(f"cannot write {dest}: it is a folder")
-    temps: list[str] = []
-    moved: list[str] = []
-    try:
-        for dest, write in items:
-            folder = os.path.dirname(os.path.abspath(dest))
-            try:
-                fd, tmp = tempfile.mkstemp(
-                    dir=folder, prefix="." + os.path.basename(dest)[:100] + ".", suffix=".tmp"
-                )
-            except OSError as exc:
-                raise OutputFileError(
-                    f"cannot write {dest}: {exc.strerror or exc} (folder {folder})"
-                ) from None
-            temps.append(tmp)
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    os.fchmod(f.fileno(), _new_file_mode(dest))
-                    write(f)
-            except OSError as exc:
-                raise OutputFileError(f"cannot write {dest}: {exc.strerror or exc}") from None
-        for tmp, (dest, _) in zip(temps, items, strict=True):
-            try:
-                os.replace(tmp, dest)
-            except OSError as exc:
-                raise OutputFileError(f"cannot write {dest}: {exc.strerror or exc}") from None
-            moved.append(dest)
-    except BaseException:
-        for tmp in temps[len(moved) :]:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-        for dest in moved:
-            with contextlib.suppress(OSError):
-                os.unlink(dest)
-        raise
