@@ -609,45 +609,13 @@ class Exported:
 _NEEDS_OPSET = re.compile(r"added in (?:opset )?version (\d+)")
 
 
+def _needed_opset(err: ExportError) -> int | None:
+    """The opset a failed TorchScript export names as the one its operator needs, if it names one."""
+    found = _NEEDS_OPSET.search(str(err))
+    return int(found.group(1)) if found and "exporter failed" in str(err) else None
+
+
 def export_split(
-    model: Any,
-    input_shapes: Any,
-    exporter: str | None = None,
-    opset: int | None = None,
-    input_names: Sequence[str] | None = None,
-    output_names: Sequence[str] | None = None,
-    example_inputs: Sequence[np.ndarray] | None = None,
-    folder: str | None = None,
-) -> Exported:
-    """_export_split at the opset asked for. With none asked for, a TorchScript export that fails because
-    an operator needs a newer opset than the default 13 (torch says "Support for this operator was added in
-    version N": scaled_dot_product_attention in torchvision's ViT needs 14) is exported again at opset N,
-    with a warning saying so."""
-    try:
-        return _export_split(
-            model, input_shapes, exporter, opset, input_names, output_names, example_inputs, folder
-        )
-    except ExportError as err:
-        found = _NEEDS_OPSET.search(str(err))
-        chosen, first = resolve_exporter_and_opset(exporter, opset)
-        if opset is not None or chosen != "torchscript" or found is None or "exporter failed" not in str(err):
-            raise
-        needed = int(found.group(1))
-        if not first < needed <= _torch_opset_limits()[1]:
-            raise
-        why = _one_line(err, 160)
-    exported = _export_split(
-        model, input_shapes, chosen, needed, input_names, output_names, example_inputs, folder
-    )
-    exported.warnings.insert(
-        0,
-        f"opset {first} cannot express an operator of this model ({why}): exported at opset "
-        f"{needed} (--opset chooses)",
-    )
-    return exported
-
-
-def _export_split(
     model: Any,
     input_shapes: Any,
     exporter: str | None = None,
@@ -665,9 +633,14 @@ def _export_split(
     hook keeps the outputs of that run (the outputs are named once their number is known); the dynamo
     exporter and TorchScript models are run once before export. Raises ExportError when the exporter fails
     or writes another opset than asked.
+
+    With no opset asked for, a TorchScript export that fails because an operator needs a newer opset than
+    the default 13 (torch says "Support for this operator was added in version N": scaled_dot_product_attention
+    in torchvision's ViT needs 14) is done again at opset N, with a warning saying so.
     """
     import torch
 
+    asked = opset
     exporter, opset = resolve_exporter_and_opset(exporter, opset)
     shapes = _normalise_shapes(input_shapes)
     model.eval()
@@ -689,7 +662,19 @@ def _export_split(
     names = list(output_names) if output_names is not None else None
     if exporter == "torchscript":  # it writes the serialized model with one write(): kept in memory
         out = CapturedBytes()
-        captured, kept, log = _run_exporter(model, args, out, exporter, opset, input_names, names, traced)
+        try:
+            captured, kept, log = _run_exporter(model, args, out, exporter, opset, input_names, names, traced)
+        except ExportError as err:
+            needed = _needed_opset(err) if asked is None else None
+            if needed is None or not opset < needed <= _torch_opset_limits()[1]:
+                raise
+            note = (
+                f"opset {opset} cannot express an operator of this model ({_one_line(err, 160)}): exported at "
+                f"opset {needed} (--opset chooses)"
+            )
+            opset, out = needed, CapturedBytes()
+            captured, kept, log = _run_exporter(model, args, out, exporter, opset, input_names, names, traced)
+            kept.insert(0, note)
         if traced:
             if len(captured) != 1:  # the hook did not see one whole forward: run the model ourselves
                 torch_outputs = _to_numpy(_run_model(model, args, shapes))
