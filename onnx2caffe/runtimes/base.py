@@ -77,6 +77,20 @@ class Runtime(abc.ABC):
         return f"<{type(self).__name__} {self.name!r}>"
 
 
+def check_inputs(where: str, given: Mapping[str, np.ndarray], expected: Sequence[str]) -> None:
+    """RuntimeExecutionError "WHERE: unknown input(s) [...]; missing input(s) [...] (the net's inputs are
+    [...])" unless `given` names exactly the net's inputs `expected`."""
+    from onnx2caffe.errors import RuntimeExecutionError
+
+    unknown = [n for n in given if n not in expected]
+    missing = [n for n in expected if n not in given]
+    if unknown or missing:
+        parts = ([f"unknown input(s) {unknown}"] if unknown else []) + (
+            [f"missing input(s) {missing}"] if missing else []
+        )
+        raise RuntimeExecutionError(f"{where}: {'; '.join(parts)} (the net's inputs are {list(expected)})")
+
+
 def as_float32_inputs(inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """C-contiguous float32 copies of the given input arrays (names must be strings)."""
     out = {}

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from onnx2caffe.errors import RuntimeExecutionError, RuntimeUnavailableError
-from onnx2caffe.runtimes.base import LoadedModel, Runtime, as_float32_inputs, check_files
+from onnx2caffe.runtimes.base import LoadedModel, Runtime, as_float32_inputs, check_files, check_inputs
 
 HOW_TO_GET = "install it with `pip install 'onnx2caffe[ncnn]'` (the ncnn wheel)"
 
@@ -161,15 +161,7 @@ class NcnnModelHandle(LoadedModel):
         if self._closed:
             raise RuntimeExecutionError(f"{self._rt.name}: model {self.prototxt} was closed")
         arrays = as_float32_inputs(inputs)
-        unknown = [n for n in arrays if n not in self._inputs]
-        missing = [n for n in self._inputs if n not in arrays]
-        if unknown or missing:
-            parts = ([f"unknown input(s) {unknown}"] if unknown else []) + (
-                [f"missing input(s) {missing}"] if missing else []
-            )
-            raise RuntimeExecutionError(
-                f"{self._rt.name}: {'; '.join(parts)} (the net's inputs are {self._inputs})"
-            )
+        check_inputs(self._rt.name, arrays, self._inputs)
         wanted = (
             list(self._outputs)
             if outputs is None

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from onnx2caffe.errors import RuntimeExecutionError, RuntimeUnavailableError
-from onnx2caffe.runtimes.base import LoadedModel, Runtime, as_float32_inputs, check_files
+from onnx2caffe.runtimes.base import LoadedModel, Runtime, as_float32_inputs, check_files, check_inputs
 
 HOW_TO_GET = "install it with `pip install 'onnx2caffe[opencv]'` (opencv-python-headless>=4.8,<5)"
 
@@ -254,15 +254,7 @@ class OpenCVModel(LoadedModel):
     ) -> dict[str, np.ndarray]:
         cv2 = self._cv2
         arrays = as_float32_inputs(inputs)
-        unknown = [n for n in arrays if n not in self._inputs]
-        missing = [n for n in self._inputs if n not in arrays]
-        if unknown or missing:
-            parts = ([f"unknown input(s) {unknown}"] if unknown else []) + (
-                [f"missing input(s) {missing}"] if missing else []
-            )
-            raise RuntimeExecutionError(
-                f"opencv: {self.prototxt.name}: {'; '.join(parts)} (the net's inputs are {self._inputs})"
-            )
+        check_inputs(f"opencv: {self.prototxt.name}", arrays, self._inputs)
         wanted = (
             list(self._outputs)
             if outputs is None

@@ -21,7 +21,7 @@ import numpy as np
 from onnx2caffe.caffe_net import CaffeNet
 from onnx2caffe.caffe_segments import Plan, write_segments
 from onnx2caffe.errors import RuntimeExecutionError
-from onnx2caffe.runtimes.base import LoadedModel, as_float32_inputs
+from onnx2caffe.runtimes.base import LoadedModel, as_float32_inputs, check_inputs
 
 if TYPE_CHECKING:
     from onnx2caffe.runtimes.pycaffe import PycaffeRuntime
@@ -84,14 +84,7 @@ class SegmentedPycaffeModel(LoadedModel):
                 f"pycaffe: {self.prototxt.name} has no blob named {', '.join(map(repr, unknown))} "
                 f"(blobs: {', '.join(self._blobs[:50])}{' ...' if len(self._blobs) > 50 else ''})"
             )
-        bad_in = [n for n in arrays if n not in self._inputs]
-        missing = [n for n in self._inputs if n not in arrays]
-        if bad_in or missing:
-            parts = [f"unknown input(s) {bad_in}"] if bad_in else []
-            parts += [f"missing input(s) {missing}"] if missing else []
-            raise RuntimeExecutionError(
-                f"pycaffe: {what}: {'; '.join(parts)} (the net's inputs are {self._inputs})"
-            )
+        check_inputs(f"pycaffe: {what}", arrays, self._inputs)
         values = dict(arrays)  # each blob's current value, while a later segment reads it
         result: dict[str, np.ndarray] = {}
         for k, segment in enumerate(self.segments):
