@@ -312,7 +312,7 @@ def run_net(
 def _convert_and_verify(record, proto, shape, runtimes, keep_dir, seed):
     import onnx
 
-    from onnx2caffe.convert import convert, reference_outputs
+    from onnx2caffe.convert import convert
 
     times = record["times"]
     with contextlib.ExitStack() as stack:
@@ -329,33 +329,8 @@ def _convert_and_verify(record, proto, shape, runtimes, keep_dir, seed):
             result = convert(proto, prefix, check=False, seed=seed)
         finally:
             times["convert"] = time.perf_counter() - t0
-        net = result.net
-        record["caffe_layers"] = len(net.layers)
-        record["caffe_layer_types"] = dict(sorted(collections.Counter(la.type for la in net.layers).items()))
-        record["caffemodel_bytes"] = os.path.getsize(result.caffemodel)
-        del net
-        record["failed_step"] = "verify-failed"
-        onnx_inputs = [
-            i.name for i in proto.graph.input if i.name not in {t.name for t in proto.graph.initializer}
-        ]
-        rng = np.random.default_rng(seed)
-        feeds = {
-            t: rng.standard_normal(result.inputs[result.name_map[t]]).astype(np.float32) for t in onnx_inputs
-        }
-        t0 = time.perf_counter()
-        refs = reference_outputs(proto.SerializeToString(), feeds, result.outputs)
-        times["reference"] = time.perf_counter() - t0
-        zoo._verify(record, result, feeds, refs, runtimes)
-    bad = [rt for rt, a in record["agreement"].items() if not a.get("ok")]
-    record["outcome"] = (
-        "verified"
-        if not bad
-        else ("runtime-error" if all("error" in record["agreement"][rt] for rt in bad) else "disagrees")
-    )
-    if bad:
-        record["message"] = "; ".join(
-            f"{rt}: {record['agreement'][rt].get('error') or 'outside tolerance'}" for rt in bad
-        )
+        zoo.record_and_verify(record, result, proto, seed, runtimes)
+    zoo.set_outcome(record)
 
 
 # ------------------------------------------------------------------------------------------------ entry point

@@ -9,7 +9,6 @@ the input shapes, attributes and constant inputs each net needs.
 from __future__ import annotations
 
 import collections
-import json
 import math
 import os
 from typing import Any
@@ -27,15 +26,7 @@ def load_records(results_dir: str) -> list[dict[str, Any]]:
     """Every record in results_dir, in family-zoo order (unknown names after, by name)."""
     from onnx2caffe.families_models import family_nets
 
-    records: dict[str, dict] = {}
-    if os.path.isdir(results_dir):
-        for fname in sorted(os.listdir(results_dir)):
-            if fname.endswith(".json"):
-                with open(os.path.join(results_dir, fname), encoding="utf-8") as f:
-                    for line in f:
-                        if line.strip():
-                            rec = json.loads(line)
-                            records[rec["model"]] = rec
+    records = zoo.read_records(results_dir)
     order = {n.name: i for i, n in enumerate(family_nets())}
 
     def key(r):

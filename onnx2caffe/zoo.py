@@ -270,7 +270,7 @@ def run_model(
 def _pipeline(record, model, shape, runtimes, keep_dir, seed, exporter, opset, deploy_repeat=0):
     import onnx
 
-    from onnx2caffe.convert import convert, reference_outputs
+    from onnx2caffe.convert import convert
     from onnx2caffe.exporters.torch_export import check_against_torch, simplify
 
     times = record["times"]
@@ -302,34 +302,45 @@ def _pipeline(record, model, shape, runtimes, keep_dir, seed, exporter, opset, d
             result = convert(proto, prefix, check=False, seed=seed)
         finally:  # timed for refusals too
             times["convert"] = time.perf_counter() - t0
-        net = result.net
-        record["caffe_layers"] = len(net.layers)
-        record["caffe_layer_types"] = dict(
-            sorted(collections.Counter(layer.type for layer in net.layers).items())
-        )
-        record["caffemodel_bytes"] = os.path.getsize(result.caffemodel)
-        del net
-
-        # verification: onnxruntime reference, then each runtime on the same seeded input
-        record["failed_step"] = "verify-failed"
-        onnx_inputs = [
-            i.name for i in proto.graph.input if i.name not in {t.name for t in proto.graph.initializer}
-        ]
-        rng = np.random.default_rng(seed)
-        feeds = {
-            t: rng.standard_normal(result.inputs[result.name_map[t]]).astype(np.float32) for t in onnx_inputs
-        }
-        t0 = time.perf_counter()
-        refs = reference_outputs(proto.SerializeToString(), feeds, result.outputs)
-        times["reference"] = time.perf_counter() - t0
+        record_and_verify(record, result, proto, seed, runtimes)
         del proto
-        _verify(record, result, feeds, refs, runtimes)
         if deploy_repeat > 0 and all(a.get("ok") for a in record["agreement"].values()):
             t0 = time.perf_counter()
             record["deploy"] = deploy_speed_isolated(
                 onnx_path, result.prototxt, result.caffemodel, shape, deploy_repeat
             )
             times["deploy"] = time.perf_counter() - t0
+    set_outcome(record)
+
+
+def record_and_verify(record, result, proto, seed, runtimes) -> None:
+    """Into `record`: the Caffe net's layer counts and caffemodel size, then the verification: onnxruntime's
+    reference on a seeded input, each runtime on the same input (times["reference"], agreement)."""
+    from onnx2caffe.convert import reference_outputs
+
+    net = result.net
+    record["caffe_layers"] = len(net.layers)
+    record["caffe_layer_types"] = dict(
+        sorted(collections.Counter(layer.type for layer in net.layers).items())
+    )
+    record["caffemodel_bytes"] = os.path.getsize(result.caffemodel)
+    del net
+    record["failed_step"] = "verify-failed"
+    onnx_inputs = [
+        i.name for i in proto.graph.input if i.name not in {t.name for t in proto.graph.initializer}
+    ]
+    rng = np.random.default_rng(seed)
+    feeds = {
+        t: rng.standard_normal(result.inputs[result.name_map[t]]).astype(np.float32) for t in onnx_inputs
+    }
+    t0 = time.perf_counter()
+    refs = reference_outputs(proto.SerializeToString(), feeds, result.outputs)
+    record["times"]["reference"] = time.perf_counter() - t0
+    _verify(record, result, feeds, refs, runtimes)
+
+
+def set_outcome(record) -> None:
+    """record["outcome"] (verified / runtime-error / disagrees) and, unless verified, record["message"]."""
     bad = [rt for rt, a in record["agreement"].items() if not a.get("ok")]
     record["outcome"] = (
         "verified"
@@ -475,9 +486,10 @@ def _jsonable(value):
     return value
 
 
-def load_records(results_dir: str = DEFAULT_RESULTS) -> list[dict[str, Any]]:
-    """Every record in results_dir, in zoo order (others after, by name)."""
-    records = {}
+def read_records(results_dir: str) -> dict[str, dict[str, Any]]:
+    """model name -> record, from every .json file in results_dir (one JSON record per line; a later line
+    for the same model wins). Empty when the folder does not exist."""
+    records: dict[str, dict[str, Any]] = {}
     if os.path.isdir(results_dir):
         for fname in sorted(os.listdir(results_dir)):
             if fname.endswith(".json"):
@@ -486,6 +498,12 @@ def load_records(results_dir: str = DEFAULT_RESULTS) -> list[dict[str, Any]]:
                         if line.strip():
                             rec = json.loads(line)
                             records[rec["model"]] = rec
+    return records
+
+
+def load_records(results_dir: str = DEFAULT_RESULTS) -> list[dict[str, Any]]:
+    """Every record in results_dir, in zoo order (others after, by name)."""
+    records = read_records(results_dir)
     try:
         order = {n: i for i, n in enumerate(sorted(zoo_models()))}
     except ImportError:
