@@ -72,14 +72,18 @@ def weight_bytes(layer: Layer) -> int:
     return sum(4 * int(np.size(b)) for b in layer.blobs)
 
 
-def plan_segments(net: CaffeNet, budget: int, weights: Sequence[int] | None = None) -> Plan | None:
+def plan_segments(
+    net: CaffeNet, budget: int, weights: Sequence[int] | None = None, sized=None
+) -> Plan | None:
     """Cut `net` greedily: each segment takes layers while its blobs, inputs and twice its weights fit
     `budget` bytes (a layer over the budget on its own is a segment of its own; budget 0: one layer each).
-    `weights`: each layer's weight bytes (default: from the layers' blobs). None when the net cannot be
-    planned (a layer cannot be shaped, or phase rules make which layers run depend on Caffe's phase)."""
+    `weights`: each layer's weight bytes (default: from the layers' blobs). `sized`: caffe_layer_bytes(net)
+    when the caller has it already. None when the net cannot be planned (a layer cannot be shaped, or phase
+    rules make which layers run depend on Caffe's phase)."""
     if any(_has_phase_rules(layer.proto) for layer in net.layers):
         return None
-    sized = caffe_layer_bytes(net)
+    if sized is None:
+        sized = caffe_layer_bytes(net)
     if sized is None:
         return None
     own, shapes = sized
@@ -119,10 +123,10 @@ def plan_segments(net: CaffeNet, budget: int, weights: Sequence[int] | None = No
     return Plan(segments, shapes, inputs)
 
 
-def smallest_peak(net: CaffeNet) -> tuple[int, int] | None:
+def smallest_peak(net: CaffeNet, sized=None) -> tuple[int, int] | None:
     """(the largest segment, the values carried across a cut) with one layer per segment: the least memory
-    real Caffe can run `net` in; None when it cannot be planned."""
-    plan = plan_segments(net, 0)
+    real Caffe can run `net` in; None when it cannot be planned. `sized`: as for plan_segments."""
+    plan = plan_segments(net, 0, sized=sized)
     if plan is None or not plan.segments:
         return None
     return plan.largest(), plan.carried()

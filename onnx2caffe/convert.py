@@ -446,8 +446,10 @@ def _convert(
         caffe_bytes = sum(int(np.size(b)) * 4 for layer in net.layers for b in layer.blobs)
         blobs = segments = None
         if "pycaffe" in names:
-            blobs = limits.caffe_blob_bytes(net)
-            segments = caffe_segments.smallest_peak(net) if blobs is not None else None
+            sized = limits.caffe_layer_bytes(net)  # Caffe's shape inference, once for both figures
+            if sized is not None:
+                blobs = sum(sized[0])
+                segments = caffe_segments.smallest_peak(net, sized)
         est = limits.estimate_check_memory(graph, caffe_bytes, names, blobs, segments)
         limits.check_fits(est, graph.source)
     if prefix is not None:
